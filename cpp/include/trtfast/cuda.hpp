@@ -1,0 +1,151 @@
+// RAII over the CUDA runtime: one owner per resource, every call checked.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "trtfast/error.hpp"
+
+namespace trtfast::cuda {
+
+[[noreturn]] void throw_cuda_error(cudaError_t status, const char* call, const char* file,
+                                   int line);
+
+}  // namespace trtfast::cuda
+
+// The message is built only on failure.
+#define TRTFAST_CUDA_CHECK(call)                                                    \
+  do {                                                                              \
+    const cudaError_t trtfast_status_ = (call);                                     \
+    if (trtfast_status_ != cudaSuccess) {                                           \
+      ::trtfast::cuda::throw_cuda_error(trtfast_status_, #call, __FILE__, __LINE__); \
+    }                                                                               \
+  } while (0)
+
+namespace trtfast::cuda {
+
+struct DeviceInfo {
+  int index = 0;
+  std::string name;
+  int compute_major = 0;
+  int compute_minor = 0;
+  std::size_t total_memory = 0;
+  int multiprocessors = 0;
+};
+
+// Versions are CUDA's integers (1000 * major + 10 * minor); 0 means no driver.
+int runtime_version();
+int driver_version() noexcept;
+// Number of usable devices; 0 when there is no driver or no device (never throws).
+int device_count() noexcept;
+// Why device_count() is 0, in CUDA's words; empty when devices exist.
+std::string unavailable_reason();
+std::vector<DeviceInfo> devices();
+DeviceInfo device_info(int device);
+void set_device(int device);
+int current_device();
+
+// Non-owning handle of a stream (the legacy default stream when null).
+class StreamView {
+ public:
+  constexpr StreamView() noexcept = default;
+  constexpr explicit StreamView(cudaStream_t stream) noexcept : stream_(stream) {}
+  constexpr cudaStream_t get() const noexcept { return stream_; }
+  void synchronize() const;
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+class Stream {
+ public:
+  // Non-blocking with respect to the legacy default stream, so foreign work never serializes ours.
+  explicit Stream(int device);
+  ~Stream();
+  Stream(Stream&& other) noexcept;
+  Stream& operator=(Stream&& other) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  cudaStream_t get() const noexcept { return stream_; }
+  StreamView view() const noexcept { return StreamView(stream_); }
+  int device() const noexcept { return device_; }
+  void synchronize() const { view().synchronize(); }
+
+ private:
+  void reset() noexcept;
+  cudaStream_t stream_ = nullptr;
+  int device_ = 0;
+};
+
+enum class SyncMode { Spin, Blocking };
+
+class Event {
+ public:
+  // Timing costs a little on every record; only benchmarks ask for it.
+  explicit Event(int device, bool timing = false, SyncMode sync = SyncMode::Spin);
+  ~Event();
+  Event(Event&& other) noexcept;
+  Event& operator=(Event&& other) noexcept;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  cudaEvent_t get() const noexcept { return event_; }
+  void record(StreamView stream);
+  void synchronize() const;
+  bool query() const;  // true once the recorded work is done
+  // Milliseconds from `start` to this event; both recorded with timing enabled.
+  float elapsed_ms_since(const Event& start) const;
+
+ private:
+  void reset() noexcept;
+  cudaEvent_t event_ = nullptr;
+};
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() noexcept = default;
+  DeviceBuffer(std::size_t bytes, int device);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  int device() const noexcept { return device_; }
+
+ private:
+  void reset() noexcept;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+  int device_ = 0;
+};
+
+// Page-locked host memory: the only host memory CUDA copies asynchronously.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() noexcept = default;
+  explicit PinnedBuffer(std::size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& other) noexcept;
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  void reset() noexcept;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream);
+
+}  // namespace trtfast::cuda

@@ -1,0 +1,67 @@
+// The exception types of the C++ core. Each maps to one Python class of trtfast.errors.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace trtfast {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// TensorRT (or a CUDA device it needs) cannot be used on this machine.
+class TensorRTUnavailableError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An engine file is truncated, corrupt or not an engine at all.
+class EngineFormatError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A well-formed engine made for another TensorRT version, edition or GPU.
+class EngineCompatibilityError : public Error {
+ public:
+  using Error::Error;
+};
+
+// One error reported by TensorRT's ONNX parser.
+struct ParserError {
+  std::string message;
+  std::string node_name;
+  std::string op_type;
+  long node_index = -1;
+};
+
+class BuildError : public Error {
+ public:
+  BuildError(const std::string& message, std::vector<ParserError> parser_errors = {})
+      : Error(message), parser_errors_(std::move(parser_errors)) {}
+  const std::vector<ParserError>& parser_errors() const noexcept { return parser_errors_; }
+
+ private:
+  std::vector<ParserError> parser_errors_;
+};
+
+// A caller's tensor does not match what the engine expects.
+class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A CUDA runtime call failed; the message names the call and carries CUDA's text.
+class CudaError : public Error {
+ public:
+  CudaError(const std::string& message, int code) : Error(message), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+}  // namespace trtfast

@@ -1,0 +1,85 @@
+// The TensorRT adapter: the only code that includes NVIDIA's headers. Its interface carries no
+// TensorRT type, so everything above it compiles (and raises a clear error) without them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trtfast/tensorrt_library.hpp"
+
+namespace trtfast {
+
+// True when the adapter was compiled against TensorRT headers.
+bool tensorrt_adapter_available() noexcept;
+
+// TensorRT's severities, most severe first (values of nvinfer1::ILogger::Severity).
+enum class LogSeverity : int { InternalError = 0, Error = 1, Warning = 2, Info = 3, Verbose = 4 };
+
+// Receives every TensorRT log line, from whichever thread TensorRT logs on.
+using LogSink = std::function<void(LogSeverity, const std::string&)>;
+void set_log_sink(LogSink sink);
+
+// Collects the errors TensorRT logs on this thread while alive: a call that "succeeds" after
+// logging an error has failed.
+class LoggedErrors {
+ public:
+  LoggedErrors();
+  ~LoggedErrors();
+  LoggedErrors(const LoggedErrors&) = delete;
+  LoggedErrors& operator=(const LoggedErrors&) = delete;
+  const std::vector<std::string>& messages() const noexcept { return messages_; }
+  std::string joined() const;
+
+ private:
+  friend class TensorRTLogger;
+  std::vector<std::string> messages_;
+  LoggedErrors* outer_;
+};
+
+class DeserializedEngine;
+
+// An IRuntime bound to one device, holding its library alive.
+class Runtime : public std::enable_shared_from_this<Runtime> {
+ public:
+  // Checks for a usable device first: without one, TensorRT's factory returns an invalid object.
+  static std::shared_ptr<Runtime> create(std::shared_ptr<const TensorRTLibrary> library,
+                                         int device);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const TensorRTLibrary& library() const noexcept { return *library_; }
+  int device() const noexcept { return device_; }
+  // Throws EngineFormatError carrying TensorRT's messages when the plan is refused.
+  std::shared_ptr<DeserializedEngine> deserialize(const void* plan, std::size_t size);
+
+  struct Impl;
+
+ private:
+  Runtime(std::shared_ptr<const TensorRTLibrary> library, int device, std::unique_ptr<Impl> impl);
+  std::shared_ptr<const TensorRTLibrary> library_;
+  int device_;
+  std::unique_ptr<Impl> impl_;
+};
+
+class DeserializedEngine {
+ public:
+  ~DeserializedEngine();
+  DeserializedEngine(const DeserializedEngine&) = delete;
+  DeserializedEngine& operator=(const DeserializedEngine&) = delete;
+  int num_io_tensors() const;
+
+  struct Impl;
+
+ private:
+  friend class Runtime;
+  DeserializedEngine(std::shared_ptr<Runtime> runtime, std::unique_ptr<Impl> impl);
+  std::shared_ptr<Runtime> runtime_;  // an engine must not outlive its runtime
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace trtfast

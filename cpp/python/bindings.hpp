@@ -1,0 +1,11 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace trtfast::python {
+
+void bind_errors(pybind11::module_& module);
+void bind_cuda(pybind11::module_& module);
+void bind_tensorrt(pybind11::module_& module);
+
+}  // namespace trtfast::python

@@ -1,0 +1,27 @@
+#include <cuda_runtime_api.h>
+
+#include "bindings.hpp"
+#include "trtfast/tensorrt_library.hpp"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, module) {
+  module.doc() = "trtfast's C++ core. Use the trtfast package, not this module.";
+  trtfast::python::bind_errors(module);
+  trtfast::python::bind_cuda(module);
+  trtfast::python::bind_tensorrt(module);
+
+  module.def(
+      "build_info",
+      [] {
+        py::dict info;
+        info["version"] = TRTFAST_VERSION;
+        const std::string headers = trtfast::compiled_tensorrt_version();
+        info["tensorrt_headers"] = headers.empty() ? py::object(py::none()) : py::str(headers);
+        info["cuda_runtime"] = std::to_string(CUDART_VERSION / 1000) + "." +
+                               std::to_string((CUDART_VERSION % 1000) / 10);
+        info["compiler"] = __VERSION__;
+        return info;
+      },
+      "What this build of trtfast was compiled with.");
+}

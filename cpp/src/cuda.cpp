@@ -1,0 +1,290 @@
+#include "trtfast/cuda.hpp"
+
+#include <sstream>
+#include <utility>
+
+namespace trtfast::cuda {
+
+void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
+  cudaGetLastError();  // clear the sticky-free error so the next call starts clean
+  std::ostringstream message;
+  message << call << " failed: " << cudaGetErrorName(status) << " (" << static_cast<int>(status)
+          << "): " << cudaGetErrorString(status) << " [" << file << ":" << line << "]";
+  throw CudaError(message.str(), static_cast<int>(status));
+}
+
+namespace {
+
+// Makes `device` current for one scope and restores the caller's device after it.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) {
+      TRTFAST_CUDA_CHECK(cudaSetDevice(device));
+    }
+    changed_ = previous_ != device;
+  }
+  ~DeviceGuard() {
+    if (changed_) {
+      cudaSetDevice(previous_);
+    }
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+void check_device_index(int device) {
+  const int count = device_count();
+  if (device < 0 || device >= count) {
+    std::ostringstream message;
+    message << "CUDA device " << device << " does not exist: this machine has " << count
+            << (count == 1 ? " device" : " devices");
+    if (count == 0) {
+      message << " (" << unavailable_reason() << ")";
+    }
+    throw CudaError(message.str(), static_cast<int>(cudaErrorInvalidDevice));
+  }
+}
+
+}  // namespace
+
+int runtime_version() {
+  int version = 0;
+  TRTFAST_CUDA_CHECK(cudaRuntimeGetVersion(&version));
+  return version;
+}
+
+int driver_version() noexcept {
+  int version = 0;
+  if (cudaDriverGetVersion(&version) != cudaSuccess) {
+    return 0;
+  }
+  return version;
+}
+
+int device_count() noexcept {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+std::string unavailable_reason() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+  }
+  return count == 0 ? "no CUDA device found" : "";
+}
+
+DeviceInfo device_info(int device) {
+  check_device_index(device);
+  cudaDeviceProp props{};
+  TRTFAST_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
+  DeviceInfo info;
+  info.index = device;
+  info.name = props.name;
+  info.compute_major = props.major;
+  info.compute_minor = props.minor;
+  info.total_memory = props.totalGlobalMem;
+  info.multiprocessors = props.multiProcessorCount;
+  return info;
+}
+
+std::vector<DeviceInfo> devices() {
+  std::vector<DeviceInfo> result;
+  const int count = device_count();
+  for (int device = 0; device < count; ++device) {
+    result.push_back(device_info(device));
+  }
+  return result;
+}
+
+void set_device(int device) {
+  check_device_index(device);
+  TRTFAST_CUDA_CHECK(cudaSetDevice(device));
+}
+
+int current_device() {
+  int device = 0;
+  TRTFAST_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+void StreamView::synchronize() const { TRTFAST_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// --- Stream --------------------------------------------------------------------------------------
+
+Stream::Stream(int device) : device_(device) {
+  check_device_index(device);
+  DeviceGuard guard(device);
+  TRTFAST_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+}
+
+Stream::~Stream() { reset(); }
+
+Stream::Stream(Stream&& other) noexcept
+    : stream_(std::exchange(other.stream_, nullptr)), device_(other.device_) {}
+
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    reset();
+    stream_ = std::exchange(other.stream_, nullptr);
+    device_ = other.device_;
+  }
+  return *this;
+}
+
+void Stream::reset() noexcept {
+  if (stream_ != nullptr) {
+    cudaStreamDestroy(std::exchange(stream_, nullptr));
+  }
+}
+
+// --- Event ---------------------------------------------------------------------------------------
+
+Event::Event(int device, bool timing, SyncMode sync) {
+  check_device_index(device);
+  DeviceGuard guard(device);
+  unsigned flags = timing ? cudaEventDefault : cudaEventDisableTiming;
+  if (sync == SyncMode::Blocking) {
+    flags |= cudaEventBlockingSync;
+  }
+  TRTFAST_CUDA_CHECK(cudaEventCreateWithFlags(&event_, flags));
+}
+
+Event::~Event() { reset(); }
+
+Event::Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+
+Event& Event::operator=(Event&& other) noexcept {
+  if (this != &other) {
+    reset();
+    event_ = std::exchange(other.event_, nullptr);
+  }
+  return *this;
+}
+
+void Event::reset() noexcept {
+  if (event_ != nullptr) {
+    cudaEventDestroy(std::exchange(event_, nullptr));
+  }
+}
+
+void Event::record(StreamView stream) { TRTFAST_CUDA_CHECK(cudaEventRecord(event_, stream.get())); }
+
+void Event::synchronize() const { TRTFAST_CUDA_CHECK(cudaEventSynchronize(event_)); }
+
+bool Event::query() const {
+  const cudaError_t status = cudaEventQuery(event_);
+  if (status == cudaErrorNotReady) {
+    return false;
+  }
+  TRTFAST_CUDA_CHECK(status);
+  return true;
+}
+
+float Event::elapsed_ms_since(const Event& start) const {
+  float ms = 0.0f;
+  TRTFAST_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, event_));
+  return ms;
+}
+
+// --- DeviceBuffer --------------------------------------------------------------------------------
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes, int device) : size_(bytes), device_(device) {
+  check_device_index(device);
+  if (bytes == 0) {
+    return;
+  }
+  DeviceGuard guard(device);
+  const cudaError_t status = cudaMalloc(&data_, bytes);
+  if (status != cudaSuccess) {
+    data_ = nullptr;
+    cudaGetLastError();
+    std::ostringstream message;
+    message << "cudaMalloc of " << bytes << " bytes on device " << device
+            << " failed: " << cudaGetErrorName(status) << ": " << cudaGetErrorString(status);
+    throw CudaError(message.str(), static_cast<int>(status));
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() { reset(); }
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      device_(other.device_) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    device_ = other.device_;
+  }
+  return *this;
+}
+
+void DeviceBuffer::reset() noexcept {
+  if (data_ != nullptr) {
+    cudaFree(std::exchange(data_, nullptr));  // cudaErrorCudartUnloading at exit is harmless
+  }
+  size_ = 0;
+}
+
+// --- PinnedBuffer --------------------------------------------------------------------------------
+
+PinnedBuffer::PinnedBuffer(std::size_t bytes) : size_(bytes) {
+  if (bytes == 0) {
+    return;
+  }
+  const cudaError_t status = cudaHostAlloc(&data_, bytes, cudaHostAllocPortable);
+  if (status != cudaSuccess) {
+    data_ = nullptr;
+    cudaGetLastError();
+    std::ostringstream message;
+    message << "cudaHostAlloc of " << bytes << " pinned bytes failed: " << cudaGetErrorName(status)
+            << ": " << cudaGetErrorString(status);
+    throw CudaError(message.str(), static_cast<int>(status));
+  }
+}
+
+PinnedBuffer::~PinnedBuffer() { reset(); }
+
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+void PinnedBuffer::reset() noexcept {
+  if (data_ != nullptr) {
+    cudaFreeHost(std::exchange(data_, nullptr));
+  }
+  size_ = 0;
+}
+
+void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream) {
+  if (bytes == 0) {
+    return;
+  }
+  TRTFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.get()));
+}
+
+}  // namespace trtfast::cuda

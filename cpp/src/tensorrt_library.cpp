@@ -1,0 +1,164 @@
+#include "trtfast/tensorrt_library.hpp"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <utility>
+
+#include "trtfast/error.hpp"
+
+namespace trtfast {
+
+namespace {
+
+using GetVersionFn = int (*)();
+
+std::string dl_error_text() {
+  const char* text = dlerror();
+  return text != nullptr ? text : "unknown dlopen error";
+}
+
+std::string loaded_path(void* handle, const std::string& fallback) {
+  link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
+      map->l_name[0] != '\0') {
+    return map->l_name;
+  }
+  return fallback;
+}
+
+std::vector<int> majors_to_try() {
+  const int compiled = compiled_tensorrt_major();
+  if (compiled != 0) {
+    return {compiled};
+  }
+  return {11, 10};  // without the adapter any supported major is worth reporting
+}
+
+std::string file_name(LibraryKind kind, int major) {
+  return std::string(kind == LibraryKind::Full ? "libnvinfer.so." : "libnvinfer_lean.so.") +
+         std::to_string(major);
+}
+
+std::string install_hint() {
+  return "Install TensorRT with `pip install tensorrt-cu13` (CUDA 13; `tensorrt-cu12` for CUDA "
+         "12), or set TRTFAST_TENSORRT_LIBRARY to the path of libnvinfer.so.";
+}
+
+}  // namespace
+
+const char* to_string(LibraryKind kind) noexcept {
+  return kind == LibraryKind::Full ? "full" : "lean";
+}
+
+TensorRTLibrary::TensorRTLibrary(void* handle, std::string path, std::string origin)
+    : handle_(handle), path_(std::move(path)), origin_(std::move(origin)) {
+  version_ = reinterpret_cast<GetVersionFn>(symbol("getInferLibVersion"))();
+  kind_ = symbol("createInferBuilder_INTERNAL") != nullptr ? LibraryKind::Full : LibraryKind::Lean;
+}
+
+std::shared_ptr<TensorRTLibrary> TensorRTLibrary::open(const std::string& path,
+                                                       const std::string& origin) {
+  std::error_code ignored;
+  if (!std::filesystem::exists(path, ignored)) {
+    throw TensorRTUnavailableError("no such file: " + path);
+  }
+  dlerror();
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    throw TensorRTUnavailableError("cannot load " + path + ": " + dl_error_text());
+  }
+  for (const char* required : {"getInferLibVersion", "createInferRuntime_INTERNAL"}) {
+    if (dlsym(handle, required) == nullptr) {
+      dlclose(handle);  // not TensorRT, so unloading it is safe
+      throw TensorRTUnavailableError(path + " is not a TensorRT library: it has no symbol " +
+                                     required);
+    }
+  }
+  // The major check comes before any factory call: a factory of another major returns an
+  // object whose first use crashes the process.
+  std::shared_ptr<TensorRTLibrary> library(
+      new TensorRTLibrary(handle, loaded_path(handle, path), origin));
+  const int compiled = compiled_tensorrt_major();
+  if (compiled != 0 && library->major() != compiled) {
+    throw TensorRTUnavailableError(
+        library->path() + " is TensorRT " + library->version_string() +
+        ", but trtfast was compiled against TensorRT " + compiled_tensorrt_version() +
+        " headers; the major versions must match (install TensorRT " + std::to_string(compiled) +
+        ".x, or rebuild trtfast against TensorRT " + std::to_string(library->major()) +
+        ".x headers)");
+  }
+  return library;
+}
+
+std::shared_ptr<TensorRTLibrary> TensorRTLibrary::find(
+    const std::vector<PackageFolder>& package_folders) {
+  if (const char* explicit_path = std::getenv("TRTFAST_TENSORRT_LIBRARY");
+      explicit_path != nullptr && explicit_path[0] != '\0') {
+    try {
+      return open(explicit_path, "TRTFAST_TENSORRT_LIBRARY");
+    } catch (const TensorRTUnavailableError& error) {
+      throw TensorRTUnavailableError(std::string("TRTFAST_TENSORRT_LIBRARY=") + explicit_path +
+                                     " is unusable: " + error.what());
+    }
+  }
+
+  std::ostringstream searched;
+  searched << "  - TRTFAST_TENSORRT_LIBRARY: not set\n";
+  for (const PackageFolder& package : package_folders) {
+    if (package.folder.empty()) {
+      searched << "  - pip package " << package.package << ": not installed\n";
+      continue;
+    }
+    for (int major : majors_to_try()) {
+      const std::string path =
+          (std::filesystem::path(package.folder) / file_name(package.kind, major)).string();
+      std::error_code ignored;
+      if (!std::filesystem::exists(path, ignored)) {
+        searched << "  - " << path << " (pip package " << package.package << "): not found\n";
+        continue;
+      }
+      try {
+        return open(path, "pip package " + package.package);
+      } catch (const TensorRTUnavailableError& error) {
+        searched << "  - " << path << ": " << error.what() << "\n";
+      }
+    }
+  }
+  for (int major : majors_to_try()) {
+    for (LibraryKind kind : {LibraryKind::Full, LibraryKind::Lean}) {
+      const std::string name = file_name(kind, major);
+      dlerror();
+      void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (handle == nullptr) {
+        searched << "  - " << name << " on the system loader path: " << dl_error_text() << "\n";
+        continue;
+      }
+      // The reference stays: TensorRT is never unloaded once loaded.
+      const std::string path = loaded_path(handle, name);
+      try {
+        return open(path, "system loader path");
+      } catch (const TensorRTUnavailableError& error) {
+        searched << "  - " << path << ": " << error.what() << "\n";
+      }
+    }
+  }
+  throw TensorRTUnavailableError("TensorRT was not found. Searched:\n" + searched.str() +
+                                 install_hint());
+}
+
+std::string TensorRTLibrary::version_string() const {
+  return std::to_string(version_ / 10000) + "." + std::to_string((version_ / 100) % 100) + "." +
+         std::to_string(version_ % 100);
+}
+
+std::string TensorRTLibrary::folder() const {
+  return std::filesystem::path(path_).parent_path().string();
+}
+
+void* TensorRTLibrary::symbol(const char* name) const noexcept { return dlsym(handle_, name); }
+
+}  // namespace trtfast

@@ -1,0 +1,144 @@
+// The TensorRT adapter, compiled only where NVIDIA's headers exist.
+#include "trtfast/tensorrt_runtime.hpp"
+
+#include <NvInferRuntime.h>
+#include <NvInferVersion.h>
+
+#include <mutex>
+#include <utility>
+
+#include "trtfast/cuda.hpp"
+#include "trtfast/error.hpp"
+
+namespace trtfast {
+
+int compiled_tensorrt_major() noexcept { return NV_TENSORRT_MAJOR; }
+
+std::string compiled_tensorrt_version() {
+  return std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "." +
+         std::to_string(NV_TENSORRT_PATCH);
+}
+
+bool tensorrt_adapter_available() noexcept { return true; }
+
+namespace {
+thread_local LoggedErrors* current_errors = nullptr;
+}  // namespace
+
+LoggedErrors::LoggedErrors() : outer_(current_errors) { current_errors = this; }
+
+LoggedErrors::~LoggedErrors() { current_errors = outer_; }
+
+std::string LoggedErrors::joined() const {
+  std::string text;
+  for (const std::string& message : messages_) {
+    text += text.empty() ? message : "; " + message;
+  }
+  return text;
+}
+
+// One logger for the process: TensorRT keeps the pointer for the lifetime of every object.
+class TensorRTLogger final : public nvinfer1::ILogger {
+ public:
+  static TensorRTLogger& instance() {
+    static auto* logger = new TensorRTLogger();  // never destroyed: used until process exit
+    return *logger;
+  }
+
+  void set_sink(LogSink sink) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    sink_ = std::make_shared<LogSink>(std::move(sink));
+  }
+
+  void log(Severity severity, const char* message) noexcept override {
+    try {
+      if (severity <= Severity::kERROR && current_errors != nullptr) {
+        current_errors->messages_.emplace_back(message);
+      }
+      std::shared_ptr<LogSink> sink;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sink = sink_;
+      }
+      if (sink && *sink) {
+        (*sink)(static_cast<LogSeverity>(severity), message);
+      }
+    } catch (...) {
+      // A logger must never throw into TensorRT.
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<LogSink> sink_;
+};
+
+void set_log_sink(LogSink sink) { TensorRTLogger::instance().set_sink(std::move(sink)); }
+
+// --- Runtime -------------------------------------------------------------------------------------
+
+struct Runtime::Impl {
+  nvinfer1::IRuntime* runtime = nullptr;
+};
+
+struct DeserializedEngine::Impl {
+  nvinfer1::ICudaEngine* engine = nullptr;
+};
+
+namespace {
+using CreateRuntimeFn = void* (*)(void* logger, int32_t version);
+}  // namespace
+
+std::shared_ptr<Runtime> Runtime::create(std::shared_ptr<const TensorRTLibrary> library,
+                                         int device) {
+  if (cuda::device_count() == 0) {
+    throw TensorRTUnavailableError("TensorRT needs a CUDA device, and none is usable: " +
+                                   cuda::unavailable_reason());
+  }
+  cuda::set_device(device);
+  auto factory = reinterpret_cast<CreateRuntimeFn>(library->symbol("createInferRuntime_INTERNAL"));
+  LoggedErrors errors;
+  void* created = factory(&TensorRTLogger::instance(), NV_TENSORRT_VERSION);
+  if (created == nullptr || !errors.messages().empty()) {
+    // A runtime created while TensorRT logged an error is invalid: it is leaked, not used.
+    throw TensorRTUnavailableError("TensorRT " + library->version_string() + " at " +
+                                   library->path() + " could not create a runtime: " +
+                                   (errors.messages().empty() ? "no object returned"
+                                                              : errors.joined()));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->runtime = static_cast<nvinfer1::IRuntime*>(created);
+  return std::shared_ptr<Runtime>(new Runtime(std::move(library), device, std::move(impl)));
+}
+
+Runtime::Runtime(std::shared_ptr<const TensorRTLibrary> library, int device,
+                 std::unique_ptr<Impl> impl)
+    : library_(std::move(library)), device_(device), impl_(std::move(impl)) {}
+
+Runtime::~Runtime() { delete impl_->runtime; }
+
+std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::size_t size) {
+  cuda::set_device(device_);
+  LoggedErrors errors;
+  nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
+  if (engine == nullptr) {
+    throw EngineFormatError("TensorRT " + library_->version_string() +
+                            " refused the plan: " +
+                            (errors.messages().empty() ? "no engine returned" : errors.joined()));
+  }
+  auto impl = std::make_unique<DeserializedEngine::Impl>();
+  impl->engine = engine;
+  return std::shared_ptr<DeserializedEngine>(
+      new DeserializedEngine(shared_from_this(), std::move(impl)));
+}
+
+// --- DeserializedEngine --------------------------------------------------------------------------
+
+DeserializedEngine::DeserializedEngine(std::shared_ptr<Runtime> runtime, std::unique_ptr<Impl> impl)
+    : runtime_(std::move(runtime)), impl_(std::move(impl)) {}
+
+DeserializedEngine::~DeserializedEngine() { delete impl_->engine; }
+
+int DeserializedEngine::num_io_tensors() const { return impl_->engine->getNbIOTensors(); }
+
+}  // namespace trtfast

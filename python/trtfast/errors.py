@@ -1,0 +1,50 @@
+"""trtfast's exceptions: one hierarchy, rooted at TrtfastError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrtfastError(Exception):
+    """Base class of every error trtfast raises on purpose."""
+
+
+class TensorRTUnavailableError(TrtfastError):
+    """TensorRT, or a CUDA device it needs, cannot be used on this machine."""
+
+
+class EngineFormatError(TrtfastError):
+    """An engine file is truncated, corrupt, or not an engine."""
+
+
+class EngineCompatibilityError(TrtfastError):
+    """A valid engine built for another TensorRT version, edition or GPU."""
+
+
+class BuildError(TrtfastError):
+    """Building an engine failed; ``parser_errors`` lists what the ONNX parser reported."""
+
+    def __init__(self, message: str, parser_errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.parser_errors: list[dict[str, Any]] = list(parser_errors or [])
+
+
+class InputError(TrtfastError, ValueError):
+    """A tensor passed to an engine does not match what the engine expects."""
+
+
+class CudaError(TrtfastError):
+    """A CUDA runtime call failed; ``code`` is CUDA's error number."""
+
+    code: int = -1
+
+
+__all__ = [
+    "BuildError",
+    "CudaError",
+    "EngineCompatibilityError",
+    "EngineFormatError",
+    "InputError",
+    "TensorRTUnavailableError",
+    "TrtfastError",
+]
