@@ -1,5 +1,6 @@
 // The cuda layer, exposed for diagnostics (doctor) and for testing the wrappers on a GPU.
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <cstdint>
 
@@ -30,7 +31,7 @@ void bind_cuda(py::module_& module) {
         "Why no device is usable, in CUDA's words; empty when devices exist.");
   m.def(
       "devices",
-      [] {
+      []() -> py::typing::List<py::typing::Dict<py::str, py::object>> {
         py::list result;
         for (const cuda::DeviceInfo& info : cuda::devices()) {
           py::dict entry;

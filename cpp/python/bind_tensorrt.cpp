@@ -1,6 +1,7 @@
 // The TensorRT loader and adapter.
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include "bindings.hpp"
 #include "trtfast/error.hpp"
@@ -91,8 +92,8 @@ void bind_tensorrt(py::module_& module) {
 
   module.def(
       "set_tensorrt_log_sink",
-      [](py::function sink) {
-        PythonLogSink python_sink(std::move(sink));
+      [](const py::typing::Callable<void(int, py::str)>& sink) {
+        PythonLogSink python_sink(sink);
         set_log_sink([python_sink](LogSeverity severity, const std::string& message) {
           python_sink(severity, message);
         });

@@ -1,5 +1,7 @@
 #include <cuda_runtime_api.h>
 
+#include <pybind11/typing.h>
+
 #include "bindings.hpp"
 #include "trtfast/tensorrt_library.hpp"
 
@@ -13,7 +15,7 @@ PYBIND11_MODULE(_core, module) {
 
   module.def(
       "build_info",
-      [] {
+      []() -> py::typing::Dict<py::str, py::object> {
         py::dict info;
         info["version"] = TRTFAST_VERSION;
         const std::string headers = trtfast::compiled_tensorrt_version();

@@ -1,0 +1,66 @@
+"""The package imports anywhere, says what it was built with, and maps errors to one hierarchy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import trtfast
+from trtfast import _core
+
+
+def test_version_and_build_info() -> None:
+    info = trtfast.build_info()
+    assert trtfast.__version__ == info["version"]
+    assert {"version", "tensorrt_headers", "cuda_runtime", "compiler"} <= info.keys()
+    major, minor = info["cuda_runtime"].split(".")
+    assert int(major) >= 11 and int(minor) >= 0
+    headers = info["tensorrt_headers"]
+    assert (headers is None) == (not _core.tensorrt_adapter_available())
+    if headers is not None:
+        assert headers.split(".")[0] == str(_core.compiled_tensorrt_major())
+
+
+def test_import_prints_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import trtfast"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "" and result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "TensorRTUnavailableError",
+        "EngineFormatError",
+        "EngineCompatibilityError",
+        "BuildError",
+        "InputError",
+        "CudaError",
+    ],
+)
+def test_exception_hierarchy(name: str) -> None:
+    cls = getattr(trtfast, name)
+    assert issubclass(cls, trtfast.TrtfastError)
+
+
+def test_cuda_error_from_core_carries_call_and_code() -> None:
+    # Without a device, a stream on device 99 fails the device check; with one, too.
+    with pytest.raises(trtfast.CudaError, match="device 99") as raised:
+        _core.cuda.Stream(99)
+    assert raised.value.code != 0
+
+
+def test_cli_help_and_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trtfast", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and trtfast.__version__ in result.stdout
+    result = subprocess.run([sys.executable, "-m", "trtfast"], capture_output=True, text=True)
+    assert result.returncode == 2 and "COMMAND" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "trtfast", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "doctor" in result.stdout
