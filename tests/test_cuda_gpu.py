@@ -77,3 +77,17 @@ def test_out_of_memory_names_the_bytes() -> None:
     with pytest.raises(trtfast.CudaError, match=f"cudaMalloc of {too_much} bytes"):
         cuda.DeviceBuffer(too_much)
     cuda.DeviceBuffer(1024)  # the failure left no sticky error behind
+
+
+def test_core_errors_after_tensorrt_is_loaded() -> None:
+    # Loading libnvinfer_lean once broke number formatting inside the core; errors must still
+    # come out as exceptions with their numbers.
+    try:
+        trtfast.tensorrt_library()
+    except trtfast.TensorRTUnavailableError as error:
+        pytest.skip(f"no TensorRT library: {str(error).splitlines()[0]}")
+    count = cuda.device_count()
+    with pytest.raises(trtfast.CudaError, match=f"device {count + 7} does not exist"):
+        cuda.DeviceBuffer(16, device=count + 7)
+    with pytest.raises(TypeError):
+        cuda.DeviceBuffer("sixteen")  # type: ignore[arg-type]

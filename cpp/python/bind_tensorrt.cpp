@@ -114,10 +114,11 @@ void bind_tensorrt(py::module_& module) {
       .def_property_readonly("device", &Runtime::device)
       .def(
           "deserialize",
-          [](Runtime& runtime, const py::buffer& plan) {
-            py::buffer_info info = plan.request();  // taken before the GIL is released
+          [](Runtime& runtime, const py::bytes& plan) {
+            // bytes are immutable, so their storage is safe to read without the GIL.
+            const std::string_view view = plan;
             py::gil_scoped_release release;
-            return runtime.deserialize(info.ptr, static_cast<std::size_t>(info.size * info.itemsize));
+            return runtime.deserialize(view.data(), view.size());
           },
           py::arg("plan"));
 }

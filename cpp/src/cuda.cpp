@@ -1,16 +1,22 @@
 #include "trtfast/cuda.hpp"
 
-#include <sstream>
+#include <string>
 #include <utility>
 
 namespace trtfast::cuda {
 
+// Messages are built with std::string alone: after libnvinfer_lean 11.4 is loaded, formatting a
+// number through an iostream in this library crashed (a corrupted num_put facet).
+std::string describe(cudaError_t status) {
+  return std::string(cudaGetErrorName(status)) + " (" + std::to_string(static_cast<int>(status)) +
+         "): " + cudaGetErrorString(status);
+}
+
 void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
   cudaGetLastError();  // clear the sticky-free error so the next call starts clean
-  std::ostringstream message;
-  message << call << " failed: " << cudaGetErrorName(status) << " (" << static_cast<int>(status)
-          << "): " << cudaGetErrorString(status) << " [" << file << ":" << line << "]";
-  throw CudaError(message.str(), static_cast<int>(status));
+  throw CudaError(std::string(call) + " failed: " + describe(status) + " [" + file + ":" +
+                      std::to_string(line) + "]",
+                  static_cast<int>(status));
 }
 
 namespace {
@@ -41,13 +47,13 @@ class DeviceGuard {
 void check_device_index(int device) {
   const int count = device_count();
   if (device < 0 || device >= count) {
-    std::ostringstream message;
-    message << "CUDA device " << device << " does not exist: this machine has " << count
-            << (count == 1 ? " device" : " devices");
+    std::string message = "CUDA device " + std::to_string(device) +
+                          " does not exist: this machine has " + std::to_string(count) +
+                          (count == 1 ? " device" : " devices");
     if (count == 0) {
-      message << " (" << unavailable_reason() << ")";
+      message += " (" + unavailable_reason() + ")";
     }
-    throw CudaError(message.str(), static_cast<int>(cudaErrorInvalidDevice));
+    throw CudaError(message, static_cast<int>(cudaErrorInvalidDevice));
   }
 }
 
@@ -81,7 +87,7 @@ std::string unavailable_reason() {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+    return describe(status);
   }
   return count == 0 ? "no CUDA device found" : "";
 }
@@ -211,10 +217,9 @@ DeviceBuffer::DeviceBuffer(std::size_t bytes, int device) : size_(bytes), device
   if (status != cudaSuccess) {
     data_ = nullptr;
     cudaGetLastError();
-    std::ostringstream message;
-    message << "cudaMalloc of " << bytes << " bytes on device " << device
-            << " failed: " << cudaGetErrorName(status) << ": " << cudaGetErrorString(status);
-    throw CudaError(message.str(), static_cast<int>(status));
+    throw CudaError("cudaMalloc of " + std::to_string(bytes) + " bytes on device " +
+                        std::to_string(device) + " failed: " + describe(status),
+                    static_cast<int>(status));
   }
 }
 
@@ -252,10 +257,9 @@ PinnedBuffer::PinnedBuffer(std::size_t bytes) : size_(bytes) {
   if (status != cudaSuccess) {
     data_ = nullptr;
     cudaGetLastError();
-    std::ostringstream message;
-    message << "cudaHostAlloc of " << bytes << " pinned bytes failed: " << cudaGetErrorName(status)
-            << ": " << cudaGetErrorString(status);
-    throw CudaError(message.str(), static_cast<int>(status));
+    throw CudaError(
+        "cudaHostAlloc of " + std::to_string(bytes) + " pinned bytes failed: " + describe(status),
+        static_cast<int>(status));
   }
 }
 

@@ -5,7 +5,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <sstream>
 #include <utility>
 
 #include "trtfast/error.hpp"
@@ -106,11 +105,12 @@ std::shared_ptr<TensorRTLibrary> TensorRTLibrary::find(
     }
   }
 
-  std::ostringstream searched;
-  searched << "  - TRTFAST_TENSORRT_LIBRARY: not set\n";
+  // No iostreams in this library: with a string stream alive in this frame, the static
+  // initializers of libnvinfer_lean 11.4 crashed inside dlopen on a GPU host.
+  std::vector<std::string> searched{"TRTFAST_TENSORRT_LIBRARY: not set"};
   for (const PackageFolder& package : package_folders) {
     if (package.folder.empty()) {
-      searched << "  - pip package " << package.package << ": not installed\n";
+      searched.push_back("pip package " + package.package + ": not installed");
       continue;
     }
     for (int major : majors_to_try()) {
@@ -118,13 +118,13 @@ std::shared_ptr<TensorRTLibrary> TensorRTLibrary::find(
           (std::filesystem::path(package.folder) / file_name(package.kind, major)).string();
       std::error_code ignored;
       if (!std::filesystem::exists(path, ignored)) {
-        searched << "  - " << path << " (pip package " << package.package << "): not found\n";
+        searched.push_back(path + " (pip package " + package.package + "): not found");
         continue;
       }
       try {
         return open(path, "pip package " + package.package);
       } catch (const TensorRTUnavailableError& error) {
-        searched << "  - " << path << ": " << error.what() << "\n";
+        searched.push_back(path + ": " + error.what());
       }
     }
   }
@@ -134,7 +134,7 @@ std::shared_ptr<TensorRTLibrary> TensorRTLibrary::find(
       dlerror();
       void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (handle == nullptr) {
-        searched << "  - " << name << " on the system loader path: " << dl_error_text() << "\n";
+        searched.push_back(name + " on the system loader path: " + dl_error_text());
         continue;
       }
       // The reference stays: TensorRT is never unloaded once loaded.
@@ -142,12 +142,15 @@ std::shared_ptr<TensorRTLibrary> TensorRTLibrary::find(
       try {
         return open(path, "system loader path");
       } catch (const TensorRTUnavailableError& error) {
-        searched << "  - " << path << ": " << error.what() << "\n";
+        searched.push_back(path + ": " + error.what());
       }
     }
   }
-  throw TensorRTUnavailableError("TensorRT was not found. Searched:\n" + searched.str() +
-                                 install_hint());
+  std::string message = "TensorRT was not found. Searched:\n";
+  for (const std::string& place : searched) {
+    message += "  - " + place + "\n";
+  }
+  throw TensorRTUnavailableError(message + install_hint());
 }
 
 std::string TensorRTLibrary::version_string() const {

@@ -11,6 +11,9 @@
 
 namespace trtfast::cuda {
 
+// "cudaErrorX (n): CUDA's description".
+std::string describe(cudaError_t status);
+
 [[noreturn]] void throw_cuda_error(cudaError_t status, const char* call, const char* file,
                                    int line);
 

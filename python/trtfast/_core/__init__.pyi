@@ -4,7 +4,6 @@ trtfast's C++ core. Use the trtfast package, not this module.
 from __future__ import annotations
 import collections.abc
 import typing
-import typing_extensions
 from . import cuda
 __all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'compiled_tensorrt_major', 'cuda', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
 class TensorRTLibrary:
@@ -44,7 +43,7 @@ class Runtime:
     """
     def __init__(self, library: TensorRTLibrary, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
-    def deserialize(self, plan: typing_extensions.Buffer) -> DeserializedEngine:
+    def deserialize(self, plan: bytes) -> DeserializedEngine:
         ...
     @property
     def device(self) -> int:
