@@ -58,22 +58,25 @@ void bind_cuda(py::module_& module) {
                                 blocking ? cuda::SyncMode::Blocking : cuda::SyncMode::Spin);
            }),
            py::arg("device") = 0, py::arg("timing") = false, py::arg("blocking") = false)
-      .def("record", [](cuda::Event& e, const cuda::Stream& s) { e.record(s.view()); },
-           py::arg("stream"))
+      .def(
+          "record", [](cuda::Event& e, const cuda::Stream& s) { e.record(s.view()); },
+          py::arg("stream"))
       .def("synchronize", &cuda::Event::synchronize, py::call_guard<py::gil_scoped_release>())
       .def("query", &cuda::Event::query, "True once the recorded work is done.")
       .def("elapsed_ms_since", &cuda::Event::elapsed_ms_since, py::arg("start"));
 
   py::class_<cuda::DeviceBuffer>(m, "DeviceBuffer", "Device memory from cudaMalloc.")
       .def(py::init<std::size_t, int>(), py::arg("nbytes"), py::arg("device") = 0)
-      .def_property_readonly("ptr", [](const cuda::DeviceBuffer& b) { return as_address(b.data()); })
+      .def_property_readonly("ptr",
+                             [](const cuda::DeviceBuffer& b) { return as_address(b.data()); })
       .def_property_readonly("nbytes", &cuda::DeviceBuffer::size)
       .def_property_readonly("device", &cuda::DeviceBuffer::device);
 
   py::class_<cuda::PinnedBuffer>(m, "PinnedBuffer", "Page-locked host memory; a writable buffer.",
                                  py::buffer_protocol())
       .def(py::init<std::size_t>(), py::arg("nbytes"))
-      .def_property_readonly("ptr", [](const cuda::PinnedBuffer& b) { return as_address(b.data()); })
+      .def_property_readonly("ptr",
+                             [](const cuda::PinnedBuffer& b) { return as_address(b.data()); })
       .def_property_readonly("nbytes", &cuda::PinnedBuffer::size)
       .def_buffer([](cuda::PinnedBuffer& b) {
         return py::buffer_info(b.data(), 1, py::format_descriptor<std::uint8_t>::format(), 1,

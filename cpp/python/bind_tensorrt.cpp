@@ -64,8 +64,9 @@ void bind_tensorrt(py::module_& module) {
       .def_property_readonly("path", &TensorRTLibrary::path)
       .def_property_readonly("version", &TensorRTLibrary::version_string,
                              "major.minor.patch, as the library reports it.")
-      .def_property_readonly("kind", [](const TensorRTLibrary& l) { return to_string(l.kind()); },
-                             "'full' (builds and runs engines) or 'lean' (runs them only).")
+      .def_property_readonly(
+          "kind", [](const TensorRTLibrary& l) { return to_string(l.kind()); },
+          "'full' (builds and runs engines) or 'lean' (runs them only).")
       .def_property_readonly("origin", &TensorRTLibrary::origin, "Where the search found it.")
       .def("__repr__", [](const TensorRTLibrary& l) {
         return "TensorRTLibrary(path='" + l.path() + "', version='" + l.version_string() +

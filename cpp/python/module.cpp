@@ -1,5 +1,4 @@
 #include <cuda_runtime_api.h>
-
 #include <pybind11/typing.h>
 
 #include "bindings.hpp"

@@ -29,12 +29,17 @@ std::string loaded_path(void* handle, const std::string& fallback) {
   return fallback;
 }
 
+// The compiled major first; the others too, so a library of the wrong major is reported as
+// such instead of as missing.
 std::vector<int> majors_to_try() {
   const int compiled = compiled_tensorrt_major();
-  if (compiled != 0) {
-    return {compiled};
+  std::vector<int> majors{compiled != 0 ? compiled : 11};
+  for (int major : {11, 10}) {
+    if (major != majors.front()) {
+      majors.push_back(major);
+    }
   }
-  return {11, 10};  // without the adapter any supported major is worth reporting
+  return majors;
 }
 
 std::string file_name(LibraryKind kind, int major) {

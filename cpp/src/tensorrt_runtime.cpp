@@ -101,10 +101,10 @@ std::shared_ptr<Runtime> Runtime::create(std::shared_ptr<const TensorRTLibrary> 
   void* created = factory(&TensorRTLogger::instance(), NV_TENSORRT_VERSION);
   if (created == nullptr || !errors.messages().empty()) {
     // A runtime created while TensorRT logged an error is invalid: it is leaked, not used.
-    throw TensorRTUnavailableError("TensorRT " + library->version_string() + " at " +
-                                   library->path() + " could not create a runtime: " +
-                                   (errors.messages().empty() ? "no object returned"
-                                                              : errors.joined()));
+    throw TensorRTUnavailableError(
+        "TensorRT " + library->version_string() + " at " + library->path() +
+        " could not create a runtime: " +
+        (errors.messages().empty() ? "no object returned" : errors.joined()));
   }
   auto impl = std::make_unique<Impl>();
   impl->runtime = static_cast<nvinfer1::IRuntime*>(created);
@@ -122,8 +122,7 @@ std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::
   LoggedErrors errors;
   nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
   if (engine == nullptr) {
-    throw EngineFormatError("TensorRT " + library_->version_string() +
-                            " refused the plan: " +
+    throw EngineFormatError("TensorRT " + library_->version_string() + " refused the plan: " +
                             (errors.messages().empty() ? "no engine returned" : errors.joined()));
   }
   auto impl = std::make_unique<DeserializedEngine::Impl>();

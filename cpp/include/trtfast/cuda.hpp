@@ -20,12 +20,12 @@ std::string describe(cudaError_t status);
 }  // namespace trtfast::cuda
 
 // The message is built only on failure.
-#define TRTFAST_CUDA_CHECK(call)                                                    \
-  do {                                                                              \
-    const cudaError_t trtfast_status_ = (call);                                     \
-    if (trtfast_status_ != cudaSuccess) {                                           \
+#define TRTFAST_CUDA_CHECK(call)                                                     \
+  do {                                                                               \
+    const cudaError_t trtfast_status_ = (call);                                      \
+    if (trtfast_status_ != cudaSuccess) {                                            \
       ::trtfast::cuda::throw_cuda_error(trtfast_status_, #call, __FILE__, __LINE__); \
-    }                                                                               \
+    }                                                                                \
   } while (0)
 
 namespace trtfast::cuda {
