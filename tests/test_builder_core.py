@@ -246,7 +246,28 @@ def test_empty_model_is_refused(lean_library: _core.TensorRTLibrary) -> None:
         _core.build_plan(lean_library, b"", {}, None)
 
 
+@pytest.mark.skipif(
+    not _core.tensorrt_adapter_available(),
+    reason="without TensorRT headers build_plan fails before it looks at the options",
+)
+@pytest.mark.parametrize(
+    ("options", "error", "pattern"),
+    [
+        ({"exclude_lean_runtime": True}, ValueError, "set version_compatible too"),
+        ({"optimization_level": -1}, ValueError, "must not be negative"),
+        ({"model_dir": "/no/such/folder"}, ValueError, "model_dir /no/such/folder is not a folder"),
+        ({"plugins": ["/no/such/libplugin.so"]}, BuildError, "libplugin.so does not exist"),
+    ],
+)
+def test_option_mistakes_are_named_before_tensorrt_is_used(
+    lean_library: _core.TensorRTLibrary, options: dict[str, Any], error: type, pattern: str
+) -> None:
+    with pytest.raises(error, match=pattern):
+        _core.build_plan(lean_library, mlp(), options, None)
+
+
 # --- TensorRT: real builds ------------------------------------------------------------------------
+
 
 @pytest.mark.tensorrt
 def test_mlp_fp32(full_library: _core.TensorRTLibrary) -> None:
@@ -280,12 +301,17 @@ def test_mlp_fp32(full_library: _core.TensorRTLibrary) -> None:
     ("model", "options", "dtype"),
     [
         pytest.param(cnn, {}, "float32", id="cnn-fp32"),
-        pytest.param(cnn, {"precision": "fp16"}, "float32", id="cnn-fp16-precision"),
         pytest.param(
-            lambda: cnn(np.float16), {"strongly_typed": True}, "float16", id="cnn-fp16-model"
+            lambda: cnn(np.float16),
+            {"strongly_typed": True, "precision": "fp16"},
+            "float16",
+            id="cnn-fp16-model",
         ),
         pytest.param(
-            lambda: mlp(dtype=np.float16), {"strongly_typed": True}, "float16", id="mlp-fp16-model"
+            lambda: mlp(dtype=np.float16),
+            {"strongly_typed": True, "precision": "fp16"},
+            "float16",
+            id="mlp-fp16-model",
         ),
     ],
 )
@@ -298,6 +324,24 @@ def test_precisions(
     result = build(full_library, model(), **options)
     assert [spec["dtype"] for spec in result["inputs"] + result["outputs"]] == [dtype, dtype]
     assert deserialized_io_count(full_library, result["plan"]) == 2
+
+
+@pytest.mark.tensorrt
+def test_fp16_flag_on_an_fp32_model(full_library: _core.TensorRTLibrary) -> None:
+    if _core.compiled_tensorrt_major() >= 11:
+        # No builder flag exists: an unconverted model would silently give an fp32 engine.
+        with pytest.raises(BuildError, match=r"fp16 was asked for.*no float16 tensor"):
+            build(full_library, cnn(), precision="fp16")
+    else:
+        result = build(full_library, cnn(), precision="fp16")
+        assert result["inputs"][0]["dtype"] == "float32"  # IO keeps the model's types
+        assert deserialized_io_count(full_library, result["plan"]) == 2
+
+
+@pytest.mark.tensorrt
+def test_strongly_typed_fp32_model_cannot_be_fp16(full_library: _core.TensorRTLibrary) -> None:
+    with pytest.raises(BuildError, match="no float16 tensor, so the engine would run in fp32"):
+        build(full_library, mlp(), precision="fp16", strongly_typed=True)
 
 
 @pytest.mark.tensorrt
@@ -318,14 +362,14 @@ def test_dynamic_input_without_a_profile_is_named(full_library: _core.TensorRTLi
 @pytest.mark.tensorrt
 def test_profile_for_a_missing_input_is_named(full_library: _core.TensorRTLibrary) -> None:
     profiles = [{"x": [[1, 16], [4, 16], [8, 16]], "images": [[1, 3], [1, 3], [1, 3]]}]
-    with pytest.raises(BuildError, match="'images', which is not an input.*'x' \\(-1, 16\\)"):
+    with pytest.raises(BuildError, match=r"'images', which is not an input.*'x' \(-1, 16\)"):
         build(full_library, mlp("N"), profiles=profiles)
 
 
 @pytest.mark.tensorrt
 def test_profile_that_contradicts_the_model_is_named(full_library: _core.TensorRTLibrary) -> None:
     profiles = [{"x": [[1, 16], [4, 8], [8, 16]]}]
-    with pytest.raises(BuildError, match="input 'x': the opt shape \\(4, 8\\).*dimension 1"):
+    with pytest.raises(BuildError, match=r"input 'x': the opt shape \(4, 8\).*dimension 1"):
         build(full_library, mlp("N"), profiles=profiles)
 
 
@@ -406,19 +450,8 @@ def test_external_data_is_read_from_model_dir(
         size_threshold=0,
     )
     assert (tmp_path / "weights.bin").stat().st_size > 0
-    result = build(
-        full_library, (tmp_path / "model.onnx").read_bytes(), model_dir=str(tmp_path)
-    )
+    result = build(full_library, (tmp_path / "model.onnx").read_bytes(), model_dir=str(tmp_path))
     assert deserialized_io_count(full_library, result["plan"]) == 2
-
-
-@pytest.mark.tensorrt
-def test_missing_plugin_library_is_named(
-    full_library: _core.TensorRTLibrary, tmp_path: Path
-) -> None:
-    missing = tmp_path / "libmissing_plugin.so"
-    with pytest.raises(BuildError, match="libmissing_plugin.so does not exist"):
-        build(full_library, mlp(), plugins=[str(missing)])
 
 
 @pytest.mark.tensorrt

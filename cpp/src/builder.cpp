@@ -361,10 +361,84 @@ void parse_model(nvonnxparser::IParser& parser, const void* onnx, std::size_t on
 
 // --- Configuration -------------------------------------------------------------------------------
 
-nvinfer1::NetworkDefinitionCreationFlags network_flags(const BuildOptions& options) {
+bool strongly_typed(const BuildOptions& options) {
 #if NV_TENSORRT_MAJOR >= 11
   (void)options;  // every network is strongly typed
-  return 0;
+  return true;
+#else
+  return options.strongly_typed;
+#endif
+}
+
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::FP32:
+      return "fp32";
+    case Precision::FP16:
+      return "fp16";
+    case Precision::BF16:
+      return "bf16";
+    case Precision::INT8:
+      return "int8";
+    case Precision::FP8:
+      return "fp8";
+  }
+  return "unknown";
+}
+
+// A strongly typed network takes its types from the model: a reduced precision the model does not
+// carry would silently give an fp32 engine, so it is an error instead.
+void check_precision_in_network(const nvinfer1::INetworkDefinition& network,
+                                const BuildOptions& options) {
+  if (!strongly_typed(options) || options.precision == Precision::FP32) {
+    return;
+  }
+  nvinfer1::DataType wanted = nvinfer1::DataType::kHALF;
+  switch (options.precision) {
+    case Precision::FP32:
+    case Precision::FP16:
+      break;
+    case Precision::BF16:
+      wanted = nvinfer1::DataType::kBF16;
+      break;
+    case Precision::INT8:
+      wanted = nvinfer1::DataType::kINT8;
+      break;
+    case Precision::FP8:
+      wanted = nvinfer1::DataType::kFP8;
+      break;
+  }
+  for (int32_t i = 0; i < network.getNbInputs(); ++i) {
+    if (network.getInput(i)->getType() == wanted) {
+      return;
+    }
+  }
+  for (int32_t i = 0; i < network.getNbLayers(); ++i) {
+    const nvinfer1::ILayer* layer = network.getLayer(i);
+    for (int32_t j = 0; j < layer->getNbOutputs(); ++j) {
+      if (layer->getOutput(j)->getType() == wanted) {
+        return;
+      }
+    }
+  }
+#if NV_TENSORRT_MAJOR >= 11
+  const char* const remedy = " (TensorRT 11 networks always are strongly typed), so the model "
+                             "must be converted to that precision before the build";
+#else
+  const char* const remedy = ", so convert the model to that precision or build without "
+                             "strongly_typed";
+#endif
+  throw BuildError(std::string("precision ") + precision_name(options.precision) +
+                   " was asked for, but the network has no " + dtype_name(wanted) +
+                   " tensor, so the engine would run in fp32: a strongly typed network takes its "
+                   "types from the ONNX model" + remedy);
+}
+
+
+nvinfer1::NetworkDefinitionCreationFlags network_flags(const BuildOptions& options) {
+#if NV_TENSORRT_MAJOR >= 11
+  (void)options;  // the flag is deprecated: every network is strongly typed
+  return 0U;
 #else
   return options.strongly_typed
              ? 1U << static_cast<uint32_t>(nvinfer1::NetworkDefinitionCreationFlag::kSTRONGLY_TYPED)
@@ -377,7 +451,7 @@ void set_precision_flags(nvinfer1::IBuilderConfig& config, const BuildOptions& o
   (void)config;  // the precision was applied to the ONNX model; the network's types rule
   (void)options;
 #else
-  if (options.strongly_typed) {
+  if (strongly_typed(options)) {
     return;  // types come from the model; precision flags are an error on strongly typed networks
   }
 // TensorRT 10 deprecates these flags in favour of strongly typed networks, yet weakly typed
@@ -598,15 +672,62 @@ void check_options(const BuildOptions& options) {
   }
 }
 
+// Builds on `device` and gives the calling thread its previous device back afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) : previous_(cuda::current_device()) { cuda::set_device(device); }
+  ~DeviceScope() { (void)cudaSetDevice(previous_); }  // best effort: destructors never throw
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_;
+};
+
 Blob blob_of(nvinfer1::IHostMemory* memory) {
   std::shared_ptr<nvinfer1::IHostMemory> owner(memory);
   return Blob(owner, owner->data(), owner->size());
+}
+
+std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& library) {
+  auto factory = reinterpret_cast<CreateBuilderFn>(library.symbol("createInferBuilder_INTERNAL"));
+  LoggedErrors errors;
+  void* created = factory(&tensorrt_logger(), NV_TENSORRT_VERSION);
+  if (created == nullptr || !errors.messages().empty()) {
+    // A builder created while TensorRT logged an error is invalid: it is leaked, not used.
+    throw TensorRTUnavailableError(
+        "TensorRT " + library.version_string() + " at " + library.path() +
+        " could not create a builder: " +
+        (errors.messages().empty() ? "no object returned" : errors.joined()));
+  }
+  return std::unique_ptr<nvinfer1::IBuilder>(static_cast<nvinfer1::IBuilder*>(created));
+}
+
+std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(
+    nvinfer1::IBuilder& builder, const OnnxParserLibrary& parser_library, const void* onnx,
+    std::size_t onnx_size, const BuildOptions& options) {
+  std::unique_ptr<nvinfer1::INetworkDefinition> network(
+      builder.createNetworkV2(network_flags(options)));
+  if (!network) {
+    throw BuildError("TensorRT could not create a network definition");
+  }
+  // The network keeps what it needs from the parser, which goes before the build.
+  std::unique_ptr<nvonnxparser::IParser> parser(static_cast<nvonnxparser::IParser*>(
+      parser_library.create(network.get(), &tensorrt_logger(), NV_ONNX_PARSER_VERSION)));
+  if (!parser) {
+    throw TensorRTUnavailableError("TensorRT's ONNX parser at " + parser_library.path +
+                                   " could not create a parser");
+  }
+  parse_model(*parser, onnx, onnx_size, options.model_dir);
+  return network;
 }
 
 }  // namespace
 
 BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::size_t onnx_size,
                        const BuildOptions& options, const ProgressCallback& progress) {
+  check_options(options);
+  const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
   if (library.kind() != LibraryKind::Full) {
     throw TensorRTUnavailableError(
         "TensorRT " + library.version_string() + " at " + library.path() +
@@ -615,81 +736,49 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
         std::to_string(library.major()) + ")");
   }
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
-  check_options(options);
-  const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
-
   if (cuda::device_count() == 0) {
     throw TensorRTUnavailableError("building a TensorRT engine needs a CUDA device, and none is "
                                    "usable: " + cuda::unavailable_reason());
   }
-  cuda::set_device(options.device);
+  const DeviceScope device_scope(options.device);
 
-  // Declared first so they outlive every TensorRT object that uses them.
+  // Declared before the builder so they outlive every TensorRT object that uses them.
   ProgressMonitor monitor(progress);
   std::unique_ptr<nvinfer1::ITimingCache> timing_cache;
 
-  auto create_builder =
-      reinterpret_cast<CreateBuilderFn>(library.symbol("createInferBuilder_INTERNAL"));
-  std::unique_ptr<nvinfer1::IBuilder> builder;
-  {
-    LoggedErrors errors;
-    void* created = create_builder(&tensorrt_logger(), NV_TENSORRT_VERSION);
-    if (created == nullptr || !errors.messages().empty()) {
-      // A builder created while TensorRT logged an error is invalid: it is leaked, not used.
-      throw TensorRTUnavailableError(
-          "TensorRT " + library.version_string() + " at " + library.path() +
-          " could not create a builder: " +
-          (errors.messages().empty() ? "no object returned" : errors.joined()));
-    }
-    builder.reset(static_cast<nvinfer1::IBuilder*>(created));
-  }
+  std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
   load_plugin_libraries(*builder, plugin_paths);
+  std::unique_ptr<nvinfer1::INetworkDefinition> network =
+      parse_network(*builder, parser_library, onnx, onnx_size, options);
+  check_precision_in_network(*network, options);
 
-  std::unique_ptr<nvinfer1::INetworkDefinition> network(
-      builder->createNetworkV2(network_flags(options)));
-  if (!network) {
-    throw BuildError("TensorRT could not create a network definition");
-  }
-  {
-    std::unique_ptr<nvonnxparser::IParser> parser(static_cast<nvonnxparser::IParser*>(
-        parser_library.create(network.get(), &tensorrt_logger(), NV_ONNX_PARSER_VERSION)));
-    if (!parser) {
-      throw TensorRTUnavailableError("TensorRT's ONNX parser at " + parser_library.path +
-                                     " could not create a parser");
-    }
-    parse_model(*parser, onnx, onnx_size, options.model_dir);
-  }  // the network keeps what it needs; the parser goes before the build
-
-  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
-  if (!config) {
-    throw BuildError("TensorRT could not create a builder configuration");
-  }
   BuildResult result;
   result.tensorrt_version = library.version_string();
   result.inputs = network_inputs(*network);
   result.outputs = network_outputs(*network);
 
+  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
+  if (!config) {
+    throw BuildError("TensorRT could not create a builder configuration");
+  }
   configure(*config, options, plugin_paths);
   add_profiles(*builder, *config, *network, result.inputs, options);
   timing_cache = attach_timing_cache(*config, options.timing_cache);
   config->setProgressMonitor(&monitor);
 
-  nvinfer1::IHostMemory* plan = nullptr;
   LoggedErrors errors;
-  plan = builder->buildSerializedNetwork(*network, *config);
-  std::unique_ptr<nvinfer1::IHostMemory> plan_owner(plan);
-
+  std::unique_ptr<nvinfer1::IHostMemory> plan(builder->buildSerializedNetwork(*network, *config));
   if (std::exception_ptr error = monitor.error()) {
     std::rethrow_exception(error);
   }
   if (monitor.cancelled()) {
     throw BuildError("the build was cancelled by its progress callback");
   }
-  if (!plan_owner || plan_owner->size() == 0) {
+  if (!plan || plan->size() == 0) {
     throw BuildError("TensorRT " + library.version_string() + " built no engine: " +
                      (errors.messages().empty() ? "no reason given" : errors.joined()));
   }
-  result.plan = blob_of(plan_owner.release());
+  result.plan = blob_of(plan.release());
   if (nvinfer1::IHostMemory* cache = timing_cache->serialize()) {
     result.timing_cache = blob_of(cache);
   }
