@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, module) {
   trtfast::python::bind_errors(module);
   trtfast::python::bind_cuda(module);
   trtfast::python::bind_tensorrt(module);
+  trtfast::python::bind_builder(module);
 
   module.def(
       "build_info",

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <utility>
 
+#include "tensorrt_adapter.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 
@@ -74,6 +75,8 @@ class TensorRTLogger final : public nvinfer1::ILogger {
 };
 
 void set_log_sink(LogSink sink) { TensorRTLogger::instance().set_sink(std::move(sink)); }
+
+nvinfer1::ILogger& tensorrt_logger() noexcept { return TensorRTLogger::instance(); }
 
 // --- Runtime -------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 // Built where no TensorRT headers were found: the same interface, failing with the fix.
+#include "adapter_unavailable.hpp"
 #include "trtfast/error.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
 
@@ -12,6 +13,8 @@ namespace {
       "folder (for example `TensorRT_ROOT=/usr/local/TensorRT pip install trtfast`)");
 }
 }  // namespace
+
+void throw_adapter_unavailable() { throw_unavailable(); }
 
 int compiled_tensorrt_major() noexcept { return 0; }
 

@@ -1,0 +1,788 @@
+// The builder half of the TensorRT adapter, compiled only where NVIDIA's headers exist.
+#include "trtfast/builder.hpp"
+
+#include <NvInfer.h>
+#include <NvOnnxParser.h>
+#include <dlfcn.h>
+#include <link.h>
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "tensorrt_adapter.hpp"
+#include "trtfast/cuda.hpp"
+#include "trtfast/error.hpp"
+#include "trtfast/tensorrt_runtime.hpp"
+
+namespace trtfast {
+
+namespace {
+
+using CreateBuilderFn = void* (*)(void* logger, int32_t version);
+using CreateParserFn = void* (*)(void* network, void* logger, int version);
+
+const char* const kInstallHint =
+    "`pip install tensorrt-cu13` (CUDA 13; `tensorrt-cu12` for CUDA 12) installs the full "
+    "library with its ONNX parser";
+
+// --- The ONNX parser library ---------------------------------------------------------------------
+
+struct OnnxParserLibrary {
+  std::string path;
+  CreateParserFn create = nullptr;
+};
+
+std::string dl_error_text() {
+  const char* text = dlerror();
+  return text != nullptr ? text : "unknown dlopen error";
+}
+
+std::string loaded_path(void* handle, const std::string& fallback) {
+  link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
+      map->l_name[0] != '\0') {
+    return map->l_name;
+  }
+  return fallback;
+}
+
+// Null with `why` set when `handle` is not the parser. The library stays loaded either way: it
+// links against TensorRT, which is never unloaded.
+std::optional<OnnxParserLibrary> as_parser(void* handle, const std::string& path, std::string& why) {
+  for (const char* required : {"createNvOnnxParser_INTERNAL", "getNvOnnxParserVersion"}) {
+    if (dlsym(handle, required) == nullptr) {
+      why = "not TensorRT's ONNX parser: it has no symbol " + std::string(required);
+      return std::nullopt;
+    }
+  }
+  return OnnxParserLibrary{
+      path, reinterpret_cast<CreateParserFn>(dlsym(handle, "createNvOnnxParser_INTERNAL"))};
+}
+
+// The parser is looked for beside the TensorRT library first, so both come from one installation.
+// It links against libnvinfer.so.<major> by soname, which the loader resolves to the library
+// already loaded.
+OnnxParserLibrary find_onnx_parser(const TensorRTLibrary& library) {
+  const std::string name = "libnvonnxparser.so." + std::to_string(library.major());
+  std::ostringstream searched;
+  std::string why;
+
+  const std::string beside = (std::filesystem::path(library.folder()) / name).string();
+  std::error_code ignored;
+  if (!std::filesystem::exists(beside, ignored)) {
+    searched << "  - " << beside << ": not found\n";
+  } else {
+    dlerror();
+    void* handle = dlopen(beside.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      searched << "  - " << beside << ": " << dl_error_text() << "\n";
+    } else if (auto parser = as_parser(handle, beside, why)) {
+      return *parser;
+    } else {
+      searched << "  - " << beside << ": " << why << "\n";
+    }
+  }
+
+  dlerror();
+  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    searched << "  - " << name << " on the system loader path: " << dl_error_text() << "\n";
+  } else {
+    const std::string path = loaded_path(handle, name);
+    if (auto parser = as_parser(handle, path, why)) {
+      return *parser;
+    }
+    searched << "  - " << path << ": " << why << "\n";
+  }
+  throw TensorRTUnavailableError("building engines needs TensorRT's ONNX parser (" + name +
+                                 ") for TensorRT " + library.version_string() + " at " +
+                                 library.path() + ", and none was found. Searched:\n" +
+                                 searched.str() + kInstallHint + ".");
+}
+
+const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
+  static std::mutex mutex;
+  // Leaked on purpose: parsers are used until process exit, like TensorRT itself.
+  static auto* found = new std::map<std::string, OnnxParserLibrary>();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = found->find(library.path());
+  if (it == found->end()) {
+    it = found->emplace(library.path(), find_onnx_parser(library)).first;
+  }
+  return it->second;
+}
+
+// --- Plugins -------------------------------------------------------------------------------------
+
+// TensorRT's plugin registry is process-wide and refuses a library loaded twice, so each library
+// is loaded once per process.
+void load_plugin_libraries(nvinfer1::IBuilder& builder, const std::vector<std::string>& paths) {
+  static std::mutex mutex;
+  static auto* loaded = new std::set<std::string>();  // leaked: the registry outlives everything
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const std::string& path : paths) {
+    if (loaded->count(path) != 0) {
+      continue;
+    }
+    LoggedErrors errors;
+    if (builder.getPluginRegistry().loadLibrary(path.c_str()) == nullptr) {
+      throw BuildError("TensorRT could not load the plugin library " + path + ": " +
+                       (errors.messages().empty() ? "no reason given" : errors.joined()));
+    }
+    loaded->insert(path);
+  }
+}
+
+std::vector<std::string> resolved_plugin_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> resolved;
+  for (const std::string& path : paths) {
+    std::error_code error;
+    const std::filesystem::path canonical = std::filesystem::canonical(path, error);
+    if (error || !std::filesystem::is_regular_file(canonical, error)) {
+      throw BuildError("plugin library " + path + " does not exist or is not a file");
+    }
+    if (std::find(resolved.begin(), resolved.end(), canonical.string()) == resolved.end()) {
+      resolved.push_back(canonical.string());
+    }
+  }
+  return resolved;
+}
+
+// --- Progress ------------------------------------------------------------------------------------
+
+class ProgressMonitor final : public nvinfer1::IProgressMonitor {
+ public:
+  explicit ProgressMonitor(const ProgressCallback& callback) : callback_(callback) {}
+
+  void phaseStart(const char* phase_name, const char* /*parent_phase*/,
+                  int32_t nb_steps) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      const std::string phase = phase_name != nullptr ? phase_name : "";
+      phases_[phase] = Phase{nb_steps, 0};
+      report(ProgressEvent::Start, phase, 0, nb_steps);
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  }
+
+  bool stepComplete(const char* phase_name, int32_t step) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      const std::string phase = phase_name != nullptr ? phase_name : "";
+      Phase& state = phases_[phase];
+      state.done = step + 1;
+      report(ProgressEvent::Step, phase, state.done, state.total);
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    return !cancelled_;
+  }
+
+  void phaseFinish(const char* phase_name) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      const std::string phase = phase_name != nullptr ? phase_name : "";
+      const Phase state = phases_[phase];
+      phases_.erase(phase);
+      report(ProgressEvent::End, phase, state.done, state.total);
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  }
+
+  bool cancelled() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_;
+  }
+
+  std::exception_ptr error() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
+
+ private:
+  struct Phase {
+    int total = 0;
+    int done = 0;
+  };
+
+  // Once cancelled, the callback is not called again.
+  void report(ProgressEvent event, const std::string& phase, int step, int total) {
+    if (cancelled_ || !callback_) {
+      return;
+    }
+    if (!callback_(event, phase, step, total)) {
+      cancelled_ = true;
+    }
+  }
+
+  void fail(std::exception_ptr error) noexcept {
+    if (!error_) {
+      error_ = std::move(error);
+    }
+    cancelled_ = true;
+  }
+
+  const ProgressCallback& callback_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Phase> phases_;
+  bool cancelled_ = false;
+  std::exception_ptr error_;
+};
+
+// --- Network inspection --------------------------------------------------------------------------
+
+std::string dtype_name(nvinfer1::DataType type) {
+  switch (type) {
+    case nvinfer1::DataType::kFLOAT:
+      return "float32";
+    case nvinfer1::DataType::kHALF:
+      return "float16";
+    case nvinfer1::DataType::kBF16:
+      return "bfloat16";
+    case nvinfer1::DataType::kINT8:
+      return "int8";
+    case nvinfer1::DataType::kUINT8:
+      return "uint8";
+    case nvinfer1::DataType::kINT32:
+      return "int32";
+    case nvinfer1::DataType::kINT64:
+      return "int64";
+    case nvinfer1::DataType::kBOOL:
+      return "bool";
+    case nvinfer1::DataType::kFP8:
+      return "float8_e4m3fn";
+    default:
+      break;
+  }
+  // By value: these enumerators are absent from older TensorRT 10 headers.
+  switch (static_cast<int>(type)) {
+    case 9:
+      return "int4";
+    case 10:
+      return "float4_e2m1fn";
+    case 11:
+      return "float8_e8m0fnu";
+    default:
+      return "unknown(" + std::to_string(static_cast<int>(type)) + ")";
+  }
+}
+
+std::vector<std::int64_t> shape_of(const nvinfer1::Dims& dims) {
+  return std::vector<std::int64_t>(dims.d, dims.d + std::max<int32_t>(dims.nbDims, 0));
+}
+
+std::string format_shape(const std::vector<std::int64_t>& shape) {
+  std::string text = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    text += (i == 0 ? "" : ", ") + std::to_string(shape[i]);
+  }
+  return text + (shape.size() == 1 ? ",)" : ")");
+}
+
+bool is_dynamic(const std::vector<std::int64_t>& shape) {
+  return std::find(shape.begin(), shape.end(), -1) != shape.end();
+}
+
+IOTensorSpec spec_of(const nvinfer1::ITensor& tensor, bool is_input) {
+  return IOTensorSpec{tensor.getName(), dtype_name(tensor.getType()),
+                      shape_of(tensor.getDimensions()), is_input};
+}
+
+std::vector<IOTensorSpec> network_inputs(const nvinfer1::INetworkDefinition& network) {
+  std::vector<IOTensorSpec> specs;
+  for (int32_t i = 0; i < network.getNbInputs(); ++i) {
+    specs.push_back(spec_of(*network.getInput(i), true));
+  }
+  return specs;
+}
+
+std::vector<IOTensorSpec> network_outputs(const nvinfer1::INetworkDefinition& network) {
+  std::vector<IOTensorSpec> specs;
+  for (int32_t i = 0; i < network.getNbOutputs(); ++i) {
+    specs.push_back(spec_of(*network.getOutput(i), false));
+  }
+  return specs;
+}
+
+// --- Parsing -------------------------------------------------------------------------------------
+
+void parse_model(nvonnxparser::IParser& parser, const void* onnx, std::size_t onnx_size,
+                 const std::string& model_dir) {
+  // The parser resolves external data files next to the model path it is given; only the
+  // folder part of that path is used.
+  std::string model_path;
+  if (!model_dir.empty()) {
+    model_path = (std::filesystem::absolute(model_dir) / "model.onnx").string();
+  }
+  LoggedErrors logged;
+  if (parser.parse(onnx, onnx_size, model_path.empty() ? nullptr : model_path.c_str())) {
+    return;
+  }
+  std::vector<ParserError> errors;
+  std::ostringstream message;
+  message << "TensorRT's ONNX parser rejected the model:";
+  for (int i = 0; i < parser.getNbErrors(); ++i) {
+    const nvonnxparser::IParserError* error = parser.getError(i);
+    if (error == nullptr) {
+      continue;
+    }
+    ParserError entry;
+    entry.message = error->desc() != nullptr ? error->desc() : "";
+    entry.node_name = error->nodeName() != nullptr ? error->nodeName() : "";
+    entry.op_type = error->nodeOperator() != nullptr ? error->nodeOperator() : "";
+    entry.node_index = error->node();
+    message << "\n  - ";
+    if (entry.node_index >= 0) {
+      message << "node " << entry.node_index;
+      if (!entry.node_name.empty()) {
+        message << " '" << entry.node_name << "'";
+      }
+      if (!entry.op_type.empty()) {
+        message << " (" << entry.op_type << ")";
+      }
+      message << ": ";
+    }
+    message << entry.message;
+    errors.push_back(std::move(entry));
+  }
+  if (errors.empty()) {
+    message << " " << (logged.messages().empty() ? "no reason given" : logged.joined());
+  }
+  throw BuildError(message.str(), std::move(errors));
+}
+
+// --- Configuration -------------------------------------------------------------------------------
+
+bool strongly_typed(const BuildOptions& options) {
+#if NV_TENSORRT_MAJOR >= 11
+  (void)options;  // every network is strongly typed
+  return true;
+#else
+  return options.strongly_typed;
+#endif
+}
+
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::FP32:
+      return "fp32";
+    case Precision::FP16:
+      return "fp16";
+    case Precision::BF16:
+      return "bf16";
+    case Precision::INT8:
+      return "int8";
+    case Precision::FP8:
+      return "fp8";
+  }
+  return "unknown";
+}
+
+// A strongly typed network takes its types from the model: a reduced precision the model does not
+// carry would silently give an fp32 engine, so it is an error instead.
+void check_precision_in_network(const nvinfer1::INetworkDefinition& network,
+                                const BuildOptions& options) {
+  if (!strongly_typed(options) || options.precision == Precision::FP32) {
+    return;
+  }
+  nvinfer1::DataType wanted = nvinfer1::DataType::kHALF;
+  switch (options.precision) {
+    case Precision::FP32:
+    case Precision::FP16:
+      break;
+    case Precision::BF16:
+      wanted = nvinfer1::DataType::kBF16;
+      break;
+    case Precision::INT8:
+      wanted = nvinfer1::DataType::kINT8;
+      break;
+    case Precision::FP8:
+      wanted = nvinfer1::DataType::kFP8;
+      break;
+  }
+  for (int32_t i = 0; i < network.getNbInputs(); ++i) {
+    if (network.getInput(i)->getType() == wanted) {
+      return;
+    }
+  }
+  for (int32_t i = 0; i < network.getNbLayers(); ++i) {
+    const nvinfer1::ILayer* layer = network.getLayer(i);
+    for (int32_t j = 0; j < layer->getNbOutputs(); ++j) {
+      if (layer->getOutput(j)->getType() == wanted) {
+        return;
+      }
+    }
+  }
+#if NV_TENSORRT_MAJOR >= 11
+  const char* const remedy = " (TensorRT 11 networks always are strongly typed), so the model "
+                             "must be converted to that precision before the build";
+#else
+  const char* const remedy = ", so convert the model to that precision or build without "
+                             "strongly_typed";
+#endif
+  throw BuildError(std::string("precision ") + precision_name(options.precision) +
+                   " was asked for, but the network has no " + dtype_name(wanted) +
+                   " tensor, so the engine would run in fp32: a strongly typed network takes its "
+                   "types from the ONNX model" + remedy);
+}
+
+
+nvinfer1::NetworkDefinitionCreationFlags network_flags(const BuildOptions& options) {
+#if NV_TENSORRT_MAJOR >= 11
+  (void)options;  // the flag is deprecated: every network is strongly typed
+  return 0U;
+#else
+  return options.strongly_typed
+             ? 1U << static_cast<uint32_t>(nvinfer1::NetworkDefinitionCreationFlag::kSTRONGLY_TYPED)
+             : 0U;
+#endif
+}
+
+void set_precision_flags(nvinfer1::IBuilderConfig& config, const BuildOptions& options) {
+#if NV_TENSORRT_MAJOR >= 11
+  (void)config;  // the precision was applied to the ONNX model; the network's types rule
+  (void)options;
+#else
+  if (strongly_typed(options)) {
+    return;  // types come from the model; precision flags are an error on strongly typed networks
+  }
+// TensorRT 10 deprecates these flags in favour of strongly typed networks, yet weakly typed
+// builds need them.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  switch (options.precision) {
+    case Precision::FP32:
+      break;
+    case Precision::FP16:
+      config.setFlag(nvinfer1::BuilderFlag::kFP16);
+      break;
+    case Precision::BF16:
+      config.setFlag(nvinfer1::BuilderFlag::kBF16);
+      break;
+    // Layers without quantization scales fall back to fp16 rather than fp32.
+    case Precision::INT8:
+      config.setFlag(nvinfer1::BuilderFlag::kINT8);
+      config.setFlag(nvinfer1::BuilderFlag::kFP16);
+      break;
+    case Precision::FP8:
+      config.setFlag(nvinfer1::BuilderFlag::kFP8);
+      config.setFlag(nvinfer1::BuilderFlag::kFP16);
+      break;
+  }
+#pragma GCC diagnostic pop
+#endif
+}
+
+nvinfer1::HardwareCompatibilityLevel hardware_level(HardwareCompatibility level) {
+  switch (level) {
+    case HardwareCompatibility::AmperePlus:
+      return nvinfer1::HardwareCompatibilityLevel::kAMPERE_PLUS;
+    case HardwareCompatibility::SameComputeCapability:
+      return nvinfer1::HardwareCompatibilityLevel::kSAME_COMPUTE_CAPABILITY;
+    case HardwareCompatibility::None:
+      break;
+  }
+  return nvinfer1::HardwareCompatibilityLevel::kNONE;
+}
+
+nvinfer1::Dims to_dims(const std::vector<std::int64_t>& shape) {
+  nvinfer1::Dims dims{};
+  dims.nbDims = static_cast<int32_t>(shape.size());
+  std::copy(shape.begin(), shape.end(), dims.d);
+  return dims;
+}
+
+// Checks one input's range against the network, so a mistake is named before TensorRT sees it.
+void check_range(std::size_t profile_index, const IOTensorSpec& input, const ShapeRange& range) {
+  const std::string where =
+      "optimization profile " + std::to_string(profile_index) + ", input '" + input.name + "'";
+  const std::pair<const char*, const std::vector<std::int64_t>*> shapes[] = {
+      {"min", &range.min}, {"opt", &range.opt}, {"max", &range.max}};
+  for (const auto& [label, shape] : shapes) {
+    if (shape->size() != input.shape.size()) {
+      throw BuildError(where + ": the " + label + " shape " + format_shape(*shape) + " has " +
+                       std::to_string(shape->size()) + " dimensions, but the model's input " +
+                       format_shape(input.shape) + " has " + std::to_string(input.shape.size()));
+    }
+    for (std::size_t axis = 0; axis < input.shape.size(); ++axis) {
+      if (input.shape[axis] != -1 && (*shape)[axis] != input.shape[axis]) {
+        throw BuildError(where + ": the " + label + " shape " + format_shape(*shape) +
+                         " differs from the model's input " + format_shape(input.shape) +
+                         " in dimension " + std::to_string(axis) + ", which the model fixes at " +
+                         std::to_string(input.shape[axis]));
+      }
+    }
+  }
+  for (std::size_t axis = 0; axis < input.shape.size(); ++axis) {
+    if (!(range.min[axis] <= range.opt[axis] && range.opt[axis] <= range.max[axis]) ||
+        range.min[axis] < 0) {
+      throw BuildError(where + ": dimension " + std::to_string(axis) +
+                       " must satisfy 0 <= min <= opt <= max, but the shapes are min " +
+                       format_shape(range.min) + ", opt " + format_shape(range.opt) + ", max " +
+                       format_shape(range.max));
+    }
+  }
+}
+
+std::string input_list(const std::vector<IOTensorSpec>& inputs) {
+  std::string text;
+  for (const IOTensorSpec& input : inputs) {
+    text += (text.empty() ? "" : ", ") + ("'" + input.name + "' " + format_shape(input.shape));
+  }
+  return text.empty() ? "none" : text;
+}
+
+void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
+                  const nvinfer1::INetworkDefinition& network,
+                  const std::vector<IOTensorSpec>& inputs, const BuildOptions& options) {
+  if (options.profiles.empty()) {
+    for (const IOTensorSpec& input : inputs) {
+      if (is_dynamic(input.shape)) {
+        throw BuildError("input '" + input.name + "' has the dynamic shape " +
+                         format_shape(input.shape) +
+                         "; give its min, opt and max shapes in an optimization profile");
+      }
+    }
+    return;
+  }
+  for (std::size_t index = 0; index < options.profiles.size(); ++index) {
+    const OptimizationProfile& ranges = options.profiles[index];
+    nvinfer1::IOptimizationProfile* profile = builder.createOptimizationProfile();
+    if (profile == nullptr) {
+      throw BuildError("TensorRT could not create optimization profile " + std::to_string(index));
+    }
+    std::set<std::string> covered;
+    for (const auto& [name, range] : ranges) {
+      auto input = std::find_if(inputs.begin(), inputs.end(),
+                                [&name = name](const IOTensorSpec& spec) { return spec.name == name; });
+      if (input == inputs.end()) {
+        throw BuildError("optimization profile " + std::to_string(index) + " gives shapes for '" +
+                         name + "', which is not an input of the network; its inputs are " +
+                         input_list(inputs));
+      }
+      const auto position = static_cast<int32_t>(input - inputs.begin());
+      if (network.getInput(position)->isShapeTensor()) {
+        throw BuildError("input '" + name +
+                         "' is a shape tensor; profiles for shape-tensor inputs are not supported");
+      }
+      check_range(index, *input, range);
+      LoggedErrors errors;
+      const bool accepted =
+          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMIN,
+                                 to_dims(range.min)) &&
+          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kOPT,
+                                 to_dims(range.opt)) &&
+          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMAX,
+                                 to_dims(range.max));
+      if (!accepted) {
+        throw BuildError("TensorRT refused the shapes of input '" + name +
+                         "' in optimization profile " + std::to_string(index) + ": " +
+                         (errors.messages().empty() ? "no reason given" : errors.joined()));
+      }
+      covered.insert(name);
+    }
+    for (const IOTensorSpec& input : inputs) {
+      if (is_dynamic(input.shape) && covered.count(input.name) == 0) {
+        throw BuildError("optimization profile " + std::to_string(index) +
+                         " gives no shapes for the dynamic input '" + input.name + "' " +
+                         format_shape(input.shape));
+      }
+    }
+    LoggedErrors errors;
+    if (config.addOptimizationProfile(profile) < 0) {
+      throw BuildError("TensorRT refused optimization profile " + std::to_string(index) + ": " +
+                       (errors.messages().empty() ? "no reason given" : errors.joined()));
+    }
+  }
+}
+
+// A cache made by another TensorRT version or GPU is replaced by a new one, with a warning: a
+// stale cache must slow the build down, not fail it.
+std::unique_ptr<nvinfer1::ITimingCache> attach_timing_cache(nvinfer1::IBuilderConfig& config,
+                                                            const std::string& serialized) {
+  if (!serialized.empty()) {
+    LoggedErrors problems;  // collected here so they do not count as build errors
+    std::unique_ptr<nvinfer1::ITimingCache> cache(
+        config.createTimingCache(serialized.data(), serialized.size()));
+    if (cache && config.setTimingCache(*cache, false)) {
+      return cache;
+    }
+    tensorrt_logger().log(
+        nvinfer1::ILogger::Severity::kWARNING,
+        ("trtfast: the timing cache given does not fit this TensorRT version or GPU, so a new one "
+         "is used" +
+         (problems.messages().empty() ? std::string() : ": " + problems.joined()))
+            .c_str());
+  }
+  LoggedErrors errors;
+  std::unique_ptr<nvinfer1::ITimingCache> cache(config.createTimingCache(nullptr, 0));
+  if (!cache || !config.setTimingCache(*cache, false)) {
+    throw BuildError("TensorRT could not create a timing cache: " +
+                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+  }
+  return cache;
+}
+
+void configure(nvinfer1::IBuilderConfig& config, const BuildOptions& options,
+               const std::vector<std::string>& plugin_paths) {
+  set_precision_flags(config, options);
+  if (options.workspace) {
+    config.setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE, *options.workspace);
+  }
+  if (options.optimization_level) {
+    config.setBuilderOptimizationLevel(*options.optimization_level);
+  }
+  if (options.version_compatible) {
+    config.setFlag(nvinfer1::BuilderFlag::kVERSION_COMPATIBLE);
+    if (options.exclude_lean_runtime) {
+      config.setFlag(nvinfer1::BuilderFlag::kEXCLUDE_LEAN_RUNTIME);
+    }
+    // A version-compatible plan carries its plugins so a later runtime can load them.
+    if (!plugin_paths.empty()) {
+      std::vector<const char*> paths;
+      for (const std::string& path : plugin_paths) {
+        paths.push_back(path.c_str());
+      }
+      config.setPluginsToSerialize(paths.data(), static_cast<int32_t>(paths.size()));
+    }
+  }
+  config.setHardwareCompatibilityLevel(hardware_level(options.hardware_compatibility));
+}
+
+void check_options(const BuildOptions& options) {
+  if (options.exclude_lean_runtime && !options.version_compatible) {
+    throw std::invalid_argument("exclude_lean_runtime applies to version-compatible builds only; "
+                                "set version_compatible too");
+  }
+  if (options.optimization_level && *options.optimization_level < 0) {
+    throw std::invalid_argument("optimization_level must not be negative, not " +
+                                std::to_string(*options.optimization_level));
+  }
+  std::error_code error;
+  if (!options.model_dir.empty() && !std::filesystem::is_directory(options.model_dir, error)) {
+    throw std::invalid_argument("model_dir " + options.model_dir + " is not a folder");
+  }
+}
+
+// Builds on `device` and gives the calling thread its previous device back afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) : previous_(cuda::current_device()) { cuda::set_device(device); }
+  ~DeviceScope() { (void)cudaSetDevice(previous_); }  // best effort: destructors never throw
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_;
+};
+
+Blob blob_of(nvinfer1::IHostMemory* memory) {
+  std::shared_ptr<nvinfer1::IHostMemory> owner(memory);
+  return Blob(owner, owner->data(), owner->size());
+}
+
+std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& library) {
+  auto factory = reinterpret_cast<CreateBuilderFn>(library.symbol("createInferBuilder_INTERNAL"));
+  LoggedErrors errors;
+  void* created = factory(&tensorrt_logger(), NV_TENSORRT_VERSION);
+  if (created == nullptr || !errors.messages().empty()) {
+    // A builder created while TensorRT logged an error is invalid: it is leaked, not used.
+    throw TensorRTUnavailableError(
+        "TensorRT " + library.version_string() + " at " + library.path() +
+        " could not create a builder: " +
+        (errors.messages().empty() ? "no object returned" : errors.joined()));
+  }
+  return std::unique_ptr<nvinfer1::IBuilder>(static_cast<nvinfer1::IBuilder*>(created));
+}
+
+std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(
+    nvinfer1::IBuilder& builder, const OnnxParserLibrary& parser_library, const void* onnx,
+    std::size_t onnx_size, const BuildOptions& options) {
+  std::unique_ptr<nvinfer1::INetworkDefinition> network(
+      builder.createNetworkV2(network_flags(options)));
+  if (!network) {
+    throw BuildError("TensorRT could not create a network definition");
+  }
+  // The network keeps what it needs from the parser, which goes before the build.
+  std::unique_ptr<nvonnxparser::IParser> parser(static_cast<nvonnxparser::IParser*>(
+      parser_library.create(network.get(), &tensorrt_logger(), NV_ONNX_PARSER_VERSION)));
+  if (!parser) {
+    throw TensorRTUnavailableError("TensorRT's ONNX parser at " + parser_library.path +
+                                   " could not create a parser");
+  }
+  parse_model(*parser, onnx, onnx_size, options.model_dir);
+  return network;
+}
+
+}  // namespace
+
+BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::size_t onnx_size,
+                       const BuildOptions& options, const ProgressCallback& progress) {
+  check_options(options);
+  const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
+  if (library.kind() != LibraryKind::Full) {
+    throw TensorRTUnavailableError(
+        "TensorRT " + library.version_string() + " at " + library.path() +
+        " is the lean runtime, which runs engines but cannot build them; building needs the full "
+        "library: " + kInstallHint + " (or set TRTFAST_TENSORRT_LIBRARY to libnvinfer.so." +
+        std::to_string(library.major()) + ")");
+  }
+  const OnnxParserLibrary& parser_library = onnx_parser_for(library);
+  if (cuda::device_count() == 0) {
+    throw TensorRTUnavailableError("building a TensorRT engine needs a CUDA device, and none is "
+                                   "usable: " + cuda::unavailable_reason());
+  }
+  const DeviceScope device_scope(options.device);
+
+  // Declared before the builder so they outlive every TensorRT object that uses them.
+  ProgressMonitor monitor(progress);
+  std::unique_ptr<nvinfer1::ITimingCache> timing_cache;
+
+  std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
+  load_plugin_libraries(*builder, plugin_paths);
+  std::unique_ptr<nvinfer1::INetworkDefinition> network =
+      parse_network(*builder, parser_library, onnx, onnx_size, options);
+  check_precision_in_network(*network, options);
+
+  BuildResult result;
+  result.tensorrt_version = library.version_string();
+  result.inputs = network_inputs(*network);
+  result.outputs = network_outputs(*network);
+
+  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
+  if (!config) {
+    throw BuildError("TensorRT could not create a builder configuration");
+  }
+  configure(*config, options, plugin_paths);
+  add_profiles(*builder, *config, *network, result.inputs, options);
+  timing_cache = attach_timing_cache(*config, options.timing_cache);
+  config->setProgressMonitor(&monitor);
+
+  LoggedErrors errors;
+  std::unique_ptr<nvinfer1::IHostMemory> plan(builder->buildSerializedNetwork(*network, *config));
+  if (std::exception_ptr error = monitor.error()) {
+    std::rethrow_exception(error);
+  }
+  if (monitor.cancelled()) {
+    throw BuildError("the build was cancelled by its progress callback");
+  }
+  if (!plan || plan->size() == 0) {
+    throw BuildError("TensorRT " + library.version_string() + " built no engine: " +
+                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+  }
+  result.plan = blob_of(plan.release());
+  if (nvinfer1::IHostMemory* cache = timing_cache->serialize()) {
+    result.timing_cache = blob_of(cache);
+  }
+  return result;
+}
+
+}  // namespace trtfast
