@@ -1,5 +1,6 @@
 // The engine builder: converts the options, releases the GIL for the build, forwards progress.
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <cstdint>
 #include <string>
@@ -32,9 +33,17 @@ Returns {"plan": bytes, "timing_cache": bytes, "tensorrt_version": str,
 one given (or a new one) after the build, to pass to the next build.)doc";
 
 const char* const kOptionKeys[] = {
-    "precision",          "strongly_typed",       "profiles",     "workspace",
-    "timing_cache",       "optimization_level",   "version_compatible",
-    "exclude_lean_runtime", "hardware_compatibility", "plugins",  "device",
+    "precision",
+    "strongly_typed",
+    "profiles",
+    "workspace",
+    "timing_cache",
+    "optimization_level",
+    "version_compatible",
+    "exclude_lean_runtime",
+    "hardware_compatibility",
+    "plugins",
+    "device",
     "model_dir",
 };
 
@@ -123,8 +132,10 @@ Precision as_precision(py::handle value) {
   if (name == "fp8") {
     return Precision::FP8;
   }
-  throw py::value_error("build option 'precision' must be 'fp32', 'fp16', 'bf16', 'int8' or "
-                        "'fp8', not " + py::repr(value).cast<std::string>());
+  throw py::value_error(
+      "build option 'precision' must be 'fp32', 'fp16', 'bf16', 'int8' or "
+      "'fp8', not " +
+      py::repr(value).cast<std::string>());
 }
 
 HardwareCompatibility as_hardware_compatibility(py::handle value) {
@@ -138,8 +149,10 @@ HardwareCompatibility as_hardware_compatibility(py::handle value) {
   if (name == "same_compute_capability") {
     return HardwareCompatibility::SameComputeCapability;
   }
-  throw py::value_error("build option 'hardware_compatibility' must be None, 'ampere_plus' or "
-                        "'same_compute_capability', not " + py::repr(value).cast<std::string>());
+  throw py::value_error(
+      "build option 'hardware_compatibility' must be None, 'ampere_plus' or "
+      "'same_compute_capability', not " +
+      py::repr(value).cast<std::string>());
 }
 
 std::string as_bytes(py::handle value, const std::string& what) {
@@ -245,17 +258,17 @@ py::list as_python_specs(const std::vector<IOTensorSpec>& specs) {
 void bind_builder(py::module_& module) {
   module.def(
       "build_plan",
-      [](const TensorRTLibrary& library, const py::buffer& onnx, const py::dict& options,
-         const py::object& progress) {
+      [](const TensorRTLibrary& library, const py::bytes& onnx,
+         const py::typing::Dict<py::str, py::object>& options,
+         const py::typing::Optional<py::typing::Callable<py::object(py::str, py::str, int, int)>>&
+             progress) -> py::typing::Dict<py::str, py::object> {
         if (!progress.is_none() && PyCallable_Check(progress.ptr()) == 0) {
           throw py::type_error("progress must be callable or None, not " + type_name(progress));
         }
         const BuildOptions build_options = as_build_options(options);
-        const py::buffer_info model = onnx.request();  // taken before the GIL is released
-        if (model.ndim > 1 || (model.ndim == 1 && model.strides[0] != model.itemsize)) {
-          throw py::value_error("onnx must be contiguous bytes");
-        }
-        const auto model_size = static_cast<std::size_t>(model.size * model.itemsize);
+        // bytes are immutable, so their storage is safe to read without the GIL.
+        const std::string_view model = onnx;
+        const std::size_t model_size = model.size();
         if (model_size == 0) {
           throw py::value_error("onnx is empty: pass the bytes of an ONNX model");
         }
@@ -287,7 +300,7 @@ void bind_builder(py::module_& module) {
         BuildResult built;
         {
           py::gil_scoped_release release;
-          built = build_plan(library, model.ptr, model_size, build_options, forward);
+          built = build_plan(library, model.data(), model_size, build_options, forward);
         }
         py::dict result;
         result["plan"] = as_python_bytes(built.plan);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 from . import cuda
-__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'compiled_tensorrt_major', 'cuda', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'compiled_tensorrt_major', 'cuda', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
 class TensorRTLibrary:
     """
     A loaded TensorRT library: where it is, its version and kind.
@@ -51,6 +51,26 @@ class Runtime:
 def build_info() -> dict[str, typing.Any]:
     """
     What this build of trtfast was compiled with.
+    """
+def build_plan(library: TensorRTLibrary, onnx: bytes, options: dict[str, typing.Any], progress: collections.abc.Callable[[str, str, int, int], typing.Any] | None = None) -> dict[str, typing.Any]:
+    """
+    Build a serialized TensorRT plan from ONNX bytes.
+    
+    library: a full TensorRTLibrary (the lean runtime cannot build).
+    options: {"precision": "fp32"|"fp16"|"bf16"|"int8"|"fp8", "strongly_typed": bool,
+        "profiles": [{input_name: [min_shape, opt_shape, max_shape]}, ...], "workspace": int|None,
+        "timing_cache": bytes|None, "optimization_level": int|None, "version_compatible": bool,
+        "exclude_lean_runtime": bool, "hardware_compatibility": None|"ampere_plus"|
+        "same_compute_capability", "plugins": [path, ...], "device": int, "model_dir": str|None}.
+        Missing keys take their defaults; unknown keys are refused.
+    progress: progress(event, phase, step, total) with event "start", "step" or "end"; step counts
+        the phase's completed steps. Returning False cancels the build (BuildError); an exception
+        raised in it (KeyboardInterrupt included: Ctrl-C is checked at every step) cancels the build
+        and is raised again once TensorRT returns. The GIL is released during the build.
+    
+    Returns {"plan": bytes, "timing_cache": bytes, "tensorrt_version": str,
+    "inputs": [{"name", "dtype", "shape", "is_input"}], "outputs": [...]}. The timing cache is the
+    one given (or a new one) after the build, to pass to the next build.
     """
 def compiled_tensorrt_major() -> int:
     ...
