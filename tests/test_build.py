@@ -164,8 +164,10 @@ def test_cache_keys(tmp_path):
     assert re.fullmatch("[0-9a-f]{64}", key)
     assert cache_key(*base) == key
     # The GPU index changes neither what the engine computes nor where it runs.
-    assert cache_key(base[0], check_options(precision="fp16", plugins=[plugin], device=3),
-                     *base[2:]) == key  # fmt: skip
+    assert (
+        cache_key(base[0], check_options(precision="fp16", plugins=[plugin], device=3), *base[2:])
+        == key
+    )
 
     variants = {
         "model": ("b" * 64, *base[1:]),
@@ -307,8 +309,12 @@ def test_a_lean_runtime_is_not_enough_to_build(model_path):
         pytest.skip("no TensorRT library at all here")
     assert library.kind == "lean"
     with pytest.raises(TensorRTUnavailableError, match="needs the full TensorRT library"):
-        trtfast.build(model_path, output=model_path.with_suffix(".engine"), shapes={
-            "images": (1, 3, 16, 16)}, progress=False)  # fmt: skip
+        trtfast.build(
+            model_path,
+            output=model_path.with_suffix(".engine"),
+            shapes={"images": (1, 3, 16, 16)},
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize(
@@ -345,8 +351,9 @@ def test_build_options_that_name_folders_and_files(tmp_path, model_path):
     with pytest.raises(BuildOptionError, match=r"cache_dir .* exists and is not a folder"):
         trtfast.build(model_path, cache_dir=model_path, progress=False)
     with pytest.raises(BuildOptionError, match=r"timing_cache .* is a folder"):
-        trtfast.build(model_path, output=tmp_path / "x.engine", timing_cache=tmp_path,
-                      progress=False)  # fmt: skip
+        trtfast.build(
+            model_path, output=tmp_path / "x.engine", timing_cache=tmp_path, progress=False
+        )
 
 
 def test_progress_without_tqdm_says_what_to_install(tmp_path, model_path, monkeypatch):

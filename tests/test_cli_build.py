@@ -37,10 +37,19 @@ def test_help_lists_every_option(capsys):
     assert exited.value.code == 0
     text = capsys.readouterr().out
     for option in (
-        "--output", "--precision", "--shapes", "--timing-cache", "--workspace", "--cache-dir",
-        "--optimization-level", "--version-compatible", "--hardware-compatibility", "--plugin",
-        "--device", "--no-progress",
-    ):  # fmt: skip
+        "--output",
+        "--precision",
+        "--shapes",
+        "--timing-cache",
+        "--workspace",
+        "--cache-dir",
+        "--optimization-level",
+        "--version-compatible",
+        "--hardware-compatibility",
+        "--plugin",
+        "--device",
+        "--no-progress",
+    ):
         assert option in text
     assert "build" in main_help(capsys)
 
@@ -107,14 +116,26 @@ def test_no_tensorrt_exits_1_without_a_traceback(tmp_path, model_path):
     output = tmp_path / "cnn.engine"
     result = subprocess.run(
         [
-            sys.executable, "-m", "trtfast", "build", str(model_path), "-o", str(output),
-            "--shapes", "images:1x3x16x16,4x3x16x16,8x3x16x16", "--precision", "fp16",
-            "--timing-cache", str(tmp_path / "cnn.timing"), "--cache-dir", str(tmp_path / "c"),
+            sys.executable,
+            "-m",
+            "trtfast",
+            "build",
+            str(model_path),
+            "-o",
+            str(output),
+            "--shapes",
+            "images:1x3x16x16,4x3x16x16,8x3x16x16",
+            "--precision",
+            "fp16",
+            "--timing-cache",
+            str(tmp_path / "cnn.timing"),
+            "--cache-dir",
+            str(tmp_path / "c"),
         ],
         capture_output=True,
         text=True,
         check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("trtfast build: error: ")
     assert "Traceback" not in result.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -38,6 +36,7 @@ from .prepare import (
 from .profiles import Profile, as_options, resolve
 
 if TYPE_CHECKING:
+    from .engine_file import EngineInfo
     from .prepare import ModelSource
     from .profiles import ShapesArgument
 
@@ -354,7 +353,7 @@ def build(
     plugins: Sequence[PathArgument] = (),
     progress: bool | ProgressCallback = True,
     device: int = 0,
-) -> Any:
+) -> EngineInfo:
     """Build a TensorRT engine from an ONNX model and return the engine file's EngineInfo.
 
     model: a path to an .onnx file (external weights beside it are found), the model's bytes,
@@ -408,18 +407,20 @@ def build(
     strongly_typed = int(str(library.version).split(".")[0]) >= 11
 
     try:
-        engine_file = _engine_file()
+        # Imported when a build runs, so the rest of this module works without it.
+        from .engine_file import read_info, write
+
         cached = None
         if cache_folder is not None:
             key = cache_key(
                 loaded.sha256, options, shape_profiles, library.version, compute_capability
             )
             cached = cache_folder / f"{key}.engine"
-            hit = _cache_lookup(engine_file, cached)
+            hit = _cache_lookup(cached)
             if hit is not None:
                 info, plan = hit
                 if output_path is not None:
-                    engine_file.write(output_path, info, plan)
+                    write(output_path, info, plan)
                 return info
 
         reporter.step(_PHASE, 0, _STEPS)
@@ -442,18 +443,16 @@ def build(
         if timing is not None and result.get("timing_cache"):
             timing.save(bytes(result["timing_cache"]), loaded_cache, _timing_cache_merger(library))
         reporter.step(_PHASE, 2, _STEPS)
-        info = _engine_info(
-            engine_file, result, shape_profiles, options, strongly_typed, loaded.sha256, gpu
-        )
+        info = _engine_info(result, shape_profiles, options, strongly_typed, loaded.sha256, gpu)
         plan = bytes(result["plan"])
         written = []
         for path in (cached, output_path):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                engine_file.write(path, info, plan)
+                write(path, info, plan)
                 written.append(path)
         reporter.step(_PHASE, 3, _STEPS)
-        return engine_file.read_info(written[0])
+        return read_info(written[0])
     finally:
         reporter.close()
 
@@ -508,16 +507,13 @@ def _gpu(device: int) -> dict[str, Any]:
     return dict(gpus[device])
 
 
-def _engine_file() -> ModuleType:
-    # Imported when a build runs, so the rest of this module works without it.
-    return importlib.import_module("trtfast.engine_file")
+def _cache_lookup(path: Path) -> tuple[EngineInfo, bytes] | None:
+    from .engine_file import read
 
-
-def _cache_lookup(engine_file: ModuleType, path: Path) -> tuple[Any, bytes] | None:
     if not path.is_file():
         return None
     try:
-        info, plan = engine_file.read(path)
+        info, plan = read(path)
     except (EngineFormatError, OSError) as error:
         logger.warning("ignoring unreadable engine cache entry %s: %s", path, error)
         return None
@@ -525,15 +521,16 @@ def _cache_lookup(engine_file: ModuleType, path: Path) -> tuple[Any, bytes] | No
 
 
 def _engine_info(
-    engine_file: ModuleType,
     result: dict[str, Any],
     shape_profiles: Sequence[Profile],
     options: BuildOptions,
     strongly_typed: bool,
     model_sha256: str,
     gpu: dict[str, Any],
-) -> Any:
-    def spec(tensor: dict[str, Any], is_input: bool) -> Any:
+) -> EngineInfo:
+    from .engine_file import EngineInfo, TensorSpec
+
+    def spec(tensor: dict[str, Any], is_input: bool) -> TensorSpec:
         shape = tuple(int(dim) for dim in tensor["shape"])
         ranges: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
         if is_input:
@@ -541,7 +538,7 @@ def _engine_info(
                 profile.get(tensor["name"], (shape, shape, shape))
                 for profile in (shape_profiles or [{}])
             )
-        return engine_file.TensorSpec(
+        return TensorSpec(
             name=str(tensor["name"]),
             dtype=str(tensor["dtype"]),
             shape=shape,
@@ -549,7 +546,7 @@ def _engine_info(
             profiles=ranges,
         )
 
-    return engine_file.EngineInfo(
+    return EngineInfo(
         format_version=0,
         tensorrt_version=str(result["tensorrt_version"]),
         edition="standard",
@@ -566,5 +563,6 @@ def _engine_info(
         plan_sha256="",
         plan_size=0,
         raw_plan=False,
-        host_code=options.version_compatible or bool(options.plugins),
+        # Version-compatible plans carry the lean runtime and the plugins given.
+        host_code=options.version_compatible,
     )
