@@ -398,19 +398,30 @@ def test_external_weights_convert_like_inline_ones(tmp_path):
         )
 
 
-def test_models_too_large_for_one_message_go_through_a_temporary_folder(tmp_path, monkeypatch):
+def test_models_too_large_for_one_message_go_through_a_temporary_folder(monkeypatch):
     monkeypatch.setattr(sys.modules["trtfast.prepare"], "_PROTOBUF_LIMIT", 1024)
-    loaded = load(build_models.cnn())
-    with parser_input(loaded, "fp16", convert=True) as (data, folder):
-        assert folder is not None
-        assert sorted(os.listdir(folder)) == ["model.onnx", "weights.bin"]
-        proto = onnx.load_model_from_string(data)
-        assert any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
-        onnx.load_external_data_for_model(proto, folder)
-        assert proto.graph.initializer[0].data_type == TensorProto.FLOAT16
-    assert not os.path.exists(folder)
-    # Hashing does not need the whole model in one message either, and agrees with itself.
-    assert load(build_models.cnn()).sha256 == loaded.sha256
+    model = build_models.cnn()
+    before = model.SerializeToString(deterministic=True)
+    for convert in (True, False):
+        with parser_input(load(model), "fp16", convert=convert) as (data, folder):
+            assert folder is not None
+            assert sorted(os.listdir(folder)) == ["weights.bin"]
+            proto = onnx.load_model_from_string(data)
+            assert all(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
+            onnx.load_external_data_for_model(proto, folder)
+            expected = prepare_function(model, "fp16" if convert else "fp32")
+            for got, want in zip(proto.graph.initializer, expected.graph.initializer, strict=True):
+                assert got.name == want.name
+                np.testing.assert_array_equal(
+                    numpy_helper.to_array(got), numpy_helper.to_array(want)
+                )
+            np.testing.assert_array_equal(
+                run_ort(proto, cnn_feeds())[0], run_ort(expected, cnn_feeds())[0]
+            )
+        assert not os.path.exists(folder)
+    # The caller's model is left as it was; hashing agrees with itself.
+    assert model.SerializeToString(deterministic=True) == before
+    assert load(model).sha256 == load(build_models.cnn()).sha256
 
 
 def test_missing_external_weights_are_named(tmp_path):

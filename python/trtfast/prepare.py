@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from .errors import BuildError, BuildOptionError
 from .profiles import ModelInput
 
 try:
-    import numpy as np
     import onnx
     from onnx import TensorProto, helper, inliner, numpy_helper
 
@@ -285,14 +286,35 @@ def parser_input(
         yield proto.SerializeToString(), folder
         return
     with tempfile.TemporaryDirectory(prefix="trtfast-model-") as temporary:
-        onnx.save_model(
-            proto,
-            os.path.join(temporary, "model.onnx"),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location="weights.bin",
-        )
-        yield Path(temporary, "model.onnx").read_bytes(), temporary
+        yield _serialize_with_external_weights(proto, Path(temporary)), temporary
+
+
+_WEIGHTS_FILE = "weights.bin"
+
+
+def _serialize_with_external_weights(proto: onnx.ModelProto, folder: Path) -> bytes:
+    """The model's bytes with every weight moved to ``folder/weights.bin``. ``proto`` is left
+    as it was (it may be the caller's)."""
+    detached = _detach_weights(proto)
+    located = [tensor.HasField("data_location") for tensor, _ in detached]
+    try:
+        with open(folder / _WEIGHTS_FILE, "wb") as stream:
+            for tensor, raw in detached:
+                offset = stream.tell()
+                stream.write(raw)
+                tensor.data_location = TensorProto.EXTERNAL
+                entries = (("location", _WEIGHTS_FILE), ("offset", offset), ("length", len(raw)))
+                for key, value in entries:
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, str(value)
+        return proto.SerializeToString()
+    finally:
+        for (tensor, _), had_location in zip(detached, located, strict=True):
+            tensor.data_location = TensorProto.DEFAULT
+            if not had_location:
+                tensor.ClearField("data_location")
+            del tensor.external_data[:]
+        _attach_weights(detached)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +343,7 @@ _DTYPE_ATTRIBUTES: dict[str, tuple[str, int | None]] = {
     "BlackmanWindow": ("output_datatype", 1),
     "MelWeightMatrix": ("output_datatype", 1),
 }
-_FLOAT16_MAX = float(np.finfo(np.float16).max) if _ONNX_IMPORT_ERROR is None else 65504.0
+_FLOAT16_MAX = 65504.0
 
 
 def _target_type(precision: Precision) -> int:
