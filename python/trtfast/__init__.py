@@ -6,15 +6,19 @@ from typing import Any
 
 from . import _core
 from ._library import tensorrt_library
+from .build import build
 from .errors import (
     BuildError,
+    BuildOptionError,
     CudaError,
     EngineCompatibilityError,
     EngineFormatError,
     InputError,
+    ProfileError,
     TensorRTUnavailableError,
     TrtfastError,
 )
+from .prepare import prepare
 
 __version__: str = _core.build_info()["version"]
 
@@ -27,13 +31,17 @@ def build_info() -> dict[str, Any]:
 
 __all__ = [
     "BuildError",
+    "BuildOptionError",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
     "InputError",
+    "ProfileError",
     "TensorRTUnavailableError",
     "TrtfastError",
     "__version__",
+    "build",
     "build_info",
+    "prepare",
     "tensorrt_library",
 ]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
+from .build import HARDWARE_COMPATIBILITY
+from .prepare import PRECISIONS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +24,114 @@ def _parser() -> argparse.ArgumentParser:
         help="show what this machine has and whether it can build or run engines",
         description="Exit 0 only when this machine can build or run TensorRT engines.",
     )
+    _add_build_parser(commands)
     return parser
+
+
+def _add_build_parser(commands: Any) -> None:
+    build = commands.add_parser(
+        "build",
+        help="build a TensorRT engine from an ONNX model",
+        description="Build a TensorRT engine from an ONNX model and write it as an engine file.",
+        epilog="Exit status: 0 built, 1 the build failed, 2 invalid arguments.",
+    )
+    build.add_argument("model", help="the .onnx file (external weights beside it are found)")
+    build.add_argument("-o", "--output", help="engine file to write")
+    build.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp16/bf16 convert the model on TensorRT 11 (inputs and outputs keep their types); "
+        "int8/fp8 need a quantized (Q/DQ) model (default: fp32)",
+    )
+    build.add_argument(
+        "--shapes",
+        action="append",
+        default=[],
+        metavar="NAME:MIN,OPT,MAX",
+        help="shape range of a dynamic input, shapes written 1x3x224x224 (one shape: fixed); "
+        "repeat for more inputs; naming an input again starts the next optimization profile",
+    )
+    build.add_argument("--timing-cache", metavar="FILE", help="timing cache to reuse and update")
+    build.add_argument("--workspace", metavar="SIZE", help="workspace limit, e.g. 4GiB or 512MiB")
+    build.add_argument(
+        "--cache-dir", metavar="DIR", help="engine cache: reuse an engine built the same way"
+    )
+    build.add_argument(
+        "--optimization-level",
+        type=int,
+        choices=range(6),
+        metavar="{0..5}",
+        help="builder optimization level",
+    )
+    build.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="build an engine later TensorRT versions can run",
+    )
+    build.add_argument(
+        "--hardware-compatibility",
+        choices=("none", *HARDWARE_COMPATIBILITY),
+        default="none",
+        help="build for GPUs other than this one",
+    )
+    build.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="LIB",
+        help="plugin library to load (repeatable)",
+    )
+    build.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"trtfast build: error: {message}", file=sys.stderr)
+    return status
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .build import build
+    from .errors import BuildError, BuildOptionError, TrtfastError
+    from .profiles import parse_shapes_option
+
+    try:
+        shapes = parse_shapes_option(args.shapes) if args.shapes else None
+        info = build(
+            args.model,
+            output=args.output,
+            precision=args.precision,
+            shapes=shapes,
+            workspace=args.workspace,
+            timing_cache=args.timing_cache,
+            cache_dir=args.cache_dir,
+            optimization_level=args.optimization_level,
+            version_compatible=args.version_compatible,
+            hardware_compatibility=args.hardware_compatibility,
+            plugins=args.plugin,
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    except BuildOptionError as error:
+        return _fail(2, str(error))
+    except (TrtfastError, ImportError, OSError) as error:
+        lines = [str(error)]
+        if isinstance(error, BuildError):
+            lines.extend(
+                f"  node {entry['node_index']} {entry['node_name']!r} ({entry['op_type']}): "
+                f"{entry['message']}"
+                for entry in error.parser_errors
+            )
+        return _fail(1, "\n".join(lines))
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted; nothing was written")
+    where = args.output or args.cache_dir
+    print(
+        f"{where}: TensorRT {info.tensorrt_version} engine for {info.gpu_name}, "
+        f"{info.plan_size / 2**20:.1f} MiB"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .doctor import main as doctor_main
 
         return doctor_main()
+    if args.command == "build":
+        return _build(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

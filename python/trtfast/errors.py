@@ -29,6 +29,14 @@ class BuildError(TrtfastError):
         self.parser_errors: list[dict[str, Any]] = list(parser_errors or [])
 
 
+class BuildOptionError(BuildError, ValueError):
+    """An argument of ``trtfast.build`` is invalid; raised before any build starts."""
+
+
+class ProfileError(BuildOptionError):
+    """Optimization-profile shapes do not fit the model's inputs; names the input and the rule."""
+
+
 class InputError(TrtfastError, ValueError):
     """A tensor passed to an engine does not match what the engine expects."""
 
@@ -41,10 +49,12 @@ class CudaError(TrtfastError):
 
 __all__ = [
     "BuildError",
+    "BuildOptionError",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
     "InputError",
+    "ProfileError",
     "TensorRTUnavailableError",
     "TrtfastError",
 ]

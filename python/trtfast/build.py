@@ -1,0 +1,568 @@
+"""``trtfast.build``: an ONNX model in, an engine file out.
+
+Everything around TensorRT's builder lives here: option checks, optimization profiles, precision
+(ONNX conversion on TensorRT 11, builder flags before), the timing cache shared between builds
+and processes, the engine cache, and progress. Every check runs before the build starts, and
+every file is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._library import tensorrt_library
+from .errors import BuildError, BuildOptionError, EngineFormatError, TensorRTUnavailableError
+from .prepare import (
+    Precision,
+    load,
+    model_inputs,
+    normalize_precision,
+    parser_input,
+    require_build_extra,
+    require_quantized,
+)
+from .profiles import Profile, as_options, resolve
+
+if TYPE_CHECKING:
+    from .engine_file import EngineInfo
+    from .prepare import ModelSource
+    from .profiles import ShapesArgument
+
+PathArgument = str | os.PathLike[str]
+# progress(event, phase, step, total): event is "start", "step" or "end"; returning False
+# cancels the build.
+ProgressCallback = Callable[[str, str, int, int], Any]
+
+HARDWARE_COMPATIBILITY = ("ampere_plus", "same_compute_capability")
+OPTIMIZATION_LEVELS = range(6)
+# Bumped when anything trtfast does to a model before TensorRT changes what an engine holds.
+_CACHE_SCHEMA = 1
+
+logger = logging.getLogger("trtfast.build")
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 2**10, "kib": 2**10, "kb": 10**3,
+    "m": 2**20, "mib": 2**20, "mb": 10**6,
+    "g": 2**30, "gib": 2**30, "gb": 10**9,
+    "t": 2**40, "tib": 2**40, "tb": 10**12,
+}  # fmt: skip
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+
+
+def parse_workspace(value: int | str | None) -> int | None:
+    """Bytes from an int or a size such as ``"4GiB"``, ``"512MiB"`` or ``"1.5GB"``; K, M, G and
+    T alone are binary (KiB, MiB, ...), KB, MB, GB and TB decimal. None leaves TensorRT's
+    default (the GPU's memory)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value)):
+        unit = _UNITS.get(match.group(2).lower())
+        if unit is None:
+            raise BuildOptionError(
+                f"workspace {value!r} has an unknown unit {match.group(2)!r}; use B, KiB, MiB, "
+                "GiB, TiB (or KB, MB, GB, TB)"
+            )
+        size = int(float(match.group(1)) * unit)
+    else:
+        raise BuildOptionError(
+            f"workspace must be a number of bytes or a size like '4GiB' or '512MiB', not {value!r}"
+        )
+    if size < 1:
+        raise BuildOptionError(f"workspace must be at least 1 byte, got {value!r}")
+    return size
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The checked, normalized options of one build."""
+
+    precision: Precision
+    workspace: int | None
+    optimization_level: int | None
+    version_compatible: bool
+    hardware_compatibility: str | None
+    plugins: tuple[str, ...]
+    device: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable; what an engine file records as its build options."""
+        return {
+            "precision": self.precision,
+            "workspace": self.workspace,
+            "optimization_level": self.optimization_level,
+            "version_compatible": self.version_compatible,
+            "hardware_compatibility": self.hardware_compatibility,
+            "plugins": list(self.plugins),
+        }
+
+
+def check_options(
+    *,
+    precision: str | None = None,
+    workspace: int | str | None = None,
+    optimization_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    plugins: Sequence[PathArgument] = (),
+    device: int = 0,
+) -> BuildOptions:
+    """Validate and normalize build options; BuildOptionError names the option and the rule."""
+    if optimization_level is not None and (
+        not isinstance(optimization_level, int)
+        or isinstance(optimization_level, bool)
+        or optimization_level not in OPTIMIZATION_LEVELS
+    ):
+        raise BuildOptionError(
+            f"optimization_level must be an int from 0 to 5, not {optimization_level!r}"
+        )
+    if not isinstance(version_compatible, bool):
+        raise BuildOptionError(
+            f"version_compatible must be True or False, not {version_compatible!r}"
+        )
+    hardware = hardware_compatibility
+    if isinstance(hardware, str):
+        hardware = hardware.lower().replace("-", "_")
+        hardware = None if hardware == "none" else hardware
+    if hardware is not None and hardware not in HARDWARE_COMPATIBILITY:
+        raise BuildOptionError(
+            "hardware_compatibility must be None, 'ampere_plus' or 'same_compute_capability', "
+            f"not {hardware_compatibility!r}"
+        )
+    if isinstance(plugins, (str, bytes, os.PathLike)) or not isinstance(plugins, Sequence):
+        raise BuildOptionError(f"plugins must be a list of library paths, not {plugins!r}")
+    plugin_paths = []
+    for plugin in plugins:
+        path = Path(plugin)
+        if not path.is_file():
+            raise BuildOptionError(f"plugin library {os.fspath(plugin)!r} does not exist")
+        plugin_paths.append(str(path.resolve()))
+    if not isinstance(device, int) or isinstance(device, bool) or device < 0:
+        raise BuildOptionError(f"device must be a GPU index (an int >= 0), not {device!r}")
+    return BuildOptions(
+        precision=normalize_precision(precision),
+        workspace=parse_workspace(workspace),
+        optimization_level=optimization_level,
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware,
+        plugins=tuple(plugin_paths),
+        device=device,
+    )
+
+
+def cache_key(
+    model_sha256: str,
+    options: BuildOptions,
+    shape_profiles: Sequence[Profile],
+    tensorrt_version: str,
+    compute_capability: tuple[int, int],
+) -> str:
+    """Engine-cache key: equal exactly when the model, the options, the TensorRT version, the
+    GPU's compute capability and the trtfast version are. The plugins' contents count, not
+    only their paths. The device index and the timing cache do not: they change neither what
+    the engine computes nor where it runs."""
+    material = {
+        "schema": _CACHE_SCHEMA,
+        "trtfast": _core.build_info()["version"],
+        "model": model_sha256,
+        "options": {**options.as_dict(), "plugins": [_file_sha256(p) for p in options.plugins]},
+        "profiles": as_options(shape_profiles),
+        "tensorrt": tensorrt_version,
+        "compute_capability": list(compute_capability),
+    }
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files written whole or not at all
+
+
+def atomic_write(path: PathArgument, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``: readers
+    see the old file or the new one, never part of one, even if the writer is interrupted."""
+    target = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+class TimingCacheFile:
+    """A TensorRT timing cache on disk, shared by builds in several processes.
+
+    Loading and saving hold a lock file beside the cache; saving merges what other builds
+    wrote since this one loaded, then replaces the file atomically.
+    """
+
+    def __init__(self, path: PathArgument) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def _lock(self) -> Any:
+        try:
+            import filelock
+        except ImportError as error:
+            raise ImportError(
+                f"sharing a timing cache needs filelock ({error}): pip install 'trtfast[build]'"
+            ) from error
+        return filelock.FileLock(str(self.lock_path))
+
+    def load(self) -> bytes | None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            return self.path.read_bytes() if self.path.exists() else None
+
+    def save(
+        self,
+        cache: bytes,
+        loaded: bytes | None,
+        merge: Callable[[bytes, bytes], bytes] | None,
+    ) -> None:
+        """Store ``cache`` (what a build started from ``loaded`` produced). When another build
+        saved in between, ``merge(theirs, ours)`` combines both; without a merge, ours wins."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            current = self.path.read_bytes() if self.path.exists() else None
+            if current is not None and current != loaded and current != cache:
+                if merge is not None:
+                    cache = merge(current, cache)
+                else:
+                    logger.info("timing cache %s changed during the build; replaced", self.path)
+            atomic_write(self.path, cache)
+
+
+def _timing_cache_merger(library: Any) -> Callable[[bytes, bytes], bytes] | None:
+    combine = getattr(_core, "combine_timing_caches", None)
+    if combine is None:
+        return None
+    return lambda theirs, ours: bytes(combine(library, [theirs, ours]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+class _Progress:
+    """Routes progress events to a tqdm bar per phase, to the caller's callable, or nowhere."""
+
+    def __init__(self, progress: bool | ProgressCallback) -> None:
+        self.callback: ProgressCallback | None = None
+        self.bars: dict[str, Any] = {}
+        self.tqdm: Any = None
+        if callable(progress):
+            self.callback = progress
+        elif progress is True:
+            try:
+                from tqdm import tqdm
+            except ImportError as error:
+                raise ImportError(
+                    f"progress bars need tqdm ({error}): pip install 'trtfast[build]', "
+                    "or pass progress=False"
+                ) from error
+            self.tqdm = tqdm
+        elif progress is not False:
+            raise BuildOptionError(f"progress must be True, False or a callable, not {progress!r}")
+
+    def __call__(self, event: str, phase: str, step: int, total: int) -> bool:
+        if self.callback is not None:
+            return self.callback(event, phase, step, total) is not False
+        if self.tqdm is not None:
+            self._draw(event, phase, step, total)
+        return True
+
+    def _draw(self, event: str, phase: str, step: int, total: int) -> None:
+        if event == "start":
+            self.bars[phase] = self.tqdm(
+                total=total or None,
+                desc=phase,
+                position=len(self.bars),
+                leave=not self.bars,
+                file=sys.stderr,
+                unit="step",
+                dynamic_ncols=True,
+            )
+        elif phase in self.bars:
+            bar = self.bars[phase]
+            bar.update(max(step - bar.n, 0))
+            if event == "end":
+                bar.close()
+                del self.bars[phase]
+
+    def step(self, phase: str, step: int, total: int) -> None:
+        """A step of trtfast's own work; a False from the caller's callable cancels."""
+        event = "start" if step == 0 else "end" if step == total else "step"
+        if not self(event, phase, step, total):
+            raise BuildError(f"build cancelled by the progress callback during {phase!r}")
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+_PHASE = "trtfast build"
+_STEPS = 3  # prepare the model, build the plan, write the engine
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+
+def build(
+    model: ModelSource,
+    *,
+    output: PathArgument | None = None,
+    precision: str | None = None,
+    shapes: ShapesArgument | None = None,
+    workspace: int | str | None = None,
+    timing_cache: PathArgument | None = None,
+    cache_dir: PathArgument | None = None,
+    optimization_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    plugins: Sequence[PathArgument] = (),
+    progress: bool | ProgressCallback = True,
+    device: int = 0,
+) -> EngineInfo:
+    """Build a TensorRT engine from an ONNX model and return the engine file's EngineInfo.
+
+    model: a path to an .onnx file (external weights beside it are found), the model's bytes,
+        or an ``onnx.ModelProto``.
+    output: the engine file to write. At least one of ``output`` and ``cache_dir`` is needed.
+    precision: "fp32" (default), "fp16", "bf16", "int8" or "fp8". On TensorRT 11 fp16 and bf16
+        convert the model (inputs and outputs keep their types); int8 and fp8 need a quantized
+        (Q/DQ) model.
+    shapes: optimization profile(s): ``{input: (min, opt, max)}`` or a list of such dicts.
+        Static inputs need none; symbolic dimensions shared with a given input are derived.
+    workspace: the builder's workspace limit, in bytes or as a size like "4GiB".
+    timing_cache: a timing-cache file, loaded before and merged after the build (safe to share
+        between concurrent builds).
+    cache_dir: engine cache: a build with the same model, options, TensorRT version and GPU
+        compute capability reuses the engine stored there.
+    optimization_level: TensorRT's builder optimization level, 0 to 5.
+    version_compatible: build an engine later TensorRT versions can run.
+    hardware_compatibility: None, "ampere_plus" or "same_compute_capability".
+    plugins: plugin libraries to load for the build.
+    progress: True for a progress bar on stderr, False for none, or a callable taking
+        (event, phase, step, total) that may return False to cancel.
+    device: the GPU to build for.
+    """
+    require_build_extra()
+    options = check_options(
+        precision=precision,
+        workspace=workspace,
+        optimization_level=optimization_level,
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility,
+        plugins=plugins,
+        device=device,
+    )
+    output_path = _output_path(output)
+    cache_folder = _folder_option(cache_dir, "cache_dir")
+    if output_path is None and cache_folder is None:
+        raise BuildOptionError(
+            "pass output (the engine file to write) or cache_dir; without either the engine "
+            "would be built and thrown away"
+        )
+    timing = None if timing_cache is None else _timing_cache_option(timing_cache)
+    reporter = _Progress(progress)
+
+    loaded = load(model)
+    shape_profiles = resolve(shapes, model_inputs(loaded.proto))
+    require_quantized(loaded.proto, options.precision)
+
+    library = _full_library()
+    gpu = _gpu(options.device)
+    compute_capability = (int(gpu["compute_capability"][0]), int(gpu["compute_capability"][1]))
+    strongly_typed = int(str(library.version).split(".")[0]) >= 11
+
+    try:
+        # Imported when a build runs, so the rest of this module works without it.
+        from .engine_file import read_info, write
+
+        cached = None
+        if cache_folder is not None:
+            key = cache_key(
+                loaded.sha256, options, shape_profiles, library.version, compute_capability
+            )
+            cached = cache_folder / f"{key}.engine"
+            hit = _cache_lookup(cached)
+            if hit is not None:
+                info, plan = hit
+                if output_path is not None:
+                    write(output_path, info, plan)
+                return info
+
+        reporter.step(_PHASE, 0, _STEPS)
+        with parser_input(loaded, options.precision, strongly_typed) as (onnx, folder):
+            reporter.step(_PHASE, 1, _STEPS)
+            loaded_cache = timing.load() if timing is not None else None
+            result = _core.build_plan(
+                library,
+                onnx,
+                {
+                    **options.as_dict(),
+                    "strongly_typed": strongly_typed,
+                    "profiles": as_options(shape_profiles),
+                    "timing_cache": loaded_cache,
+                    "device": options.device,
+                    "model_dir": folder,
+                },
+                reporter,
+            )
+        if timing is not None and result.get("timing_cache"):
+            timing.save(bytes(result["timing_cache"]), loaded_cache, _timing_cache_merger(library))
+        reporter.step(_PHASE, 2, _STEPS)
+        info = _engine_info(result, shape_profiles, options, strongly_typed, loaded.sha256, gpu)
+        plan = bytes(result["plan"])
+        written = []
+        for path in (cached, output_path):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write(path, info, plan)
+                written.append(path)
+        reporter.step(_PHASE, 3, _STEPS)
+        return read_info(written[0])
+    finally:
+        reporter.close()
+
+
+def _output_path(output: PathArgument | None) -> Path | None:
+    if output is None:
+        return None
+    if not isinstance(output, (str, os.PathLike)):
+        raise BuildOptionError(f"output must be a file path, not {output!r}")
+    path = Path(output)
+    if path.is_dir():
+        raise BuildOptionError(f"output {str(path)!r} is a folder; name the engine file to write")
+    if not path.parent.is_dir():
+        raise BuildOptionError(f"the folder of output {str(path)!r} does not exist")
+    return path
+
+
+def _folder_option(value: PathArgument | None, option: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise BuildOptionError(f"{option} must be a folder path, not {value!r}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise BuildOptionError(f"{option} {str(path)!r} exists and is not a folder")
+    return path
+
+
+def _timing_cache_option(value: PathArgument) -> TimingCacheFile:
+    if not isinstance(value, (str, os.PathLike)):
+        raise BuildOptionError(f"timing_cache must be a file path, not {value!r}")
+    if Path(value).is_dir():
+        raise BuildOptionError(f"timing_cache {os.fspath(value)!r} is a folder; name a file")
+    return TimingCacheFile(value)
+
+
+def _full_library() -> Any:
+    library = tensorrt_library()
+    if library.kind != "full":
+        raise TensorRTUnavailableError(
+            f"building engines needs the full TensorRT library, but only the {library.kind} "
+            f"runtime was found ({library.path}): pip install tensorrt-cu13 (or tensorrt-cu12)"
+        )
+    return library
+
+
+def _gpu(device: int) -> dict[str, Any]:
+    gpus = list(_core.cuda.devices()) if _core.cuda.device_count() > 0 else []
+    if device >= len(gpus):
+        reason = _core.cuda.unavailable_reason() or f"this machine has {len(gpus)} GPU(s)"
+        raise TensorRTUnavailableError(f"cannot build for GPU {device}: {reason}")
+    return dict(gpus[device])
+
+
+def _cache_lookup(path: Path) -> tuple[EngineInfo, bytes] | None:
+    from .engine_file import read
+
+    if not path.is_file():
+        return None
+    try:
+        info, plan = read(path)
+    except (EngineFormatError, OSError) as error:
+        logger.warning("ignoring unreadable engine cache entry %s: %s", path, error)
+        return None
+    return info, bytes(plan)
+
+
+def _engine_info(
+    result: dict[str, Any],
+    shape_profiles: Sequence[Profile],
+    options: BuildOptions,
+    strongly_typed: bool,
+    model_sha256: str,
+    gpu: dict[str, Any],
+) -> EngineInfo:
+    from .engine_file import EngineInfo, TensorSpec
+
+    def spec(tensor: dict[str, Any], is_input: bool) -> TensorSpec:
+        shape = tuple(int(dim) for dim in tensor["shape"])
+        ranges: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
+        if is_input:
+            ranges = tuple(
+                profile.get(tensor["name"], (shape, shape, shape))
+                for profile in (shape_profiles or [{}])
+            )
+        return TensorSpec(
+            name=str(tensor["name"]),
+            dtype=str(tensor["dtype"]),
+            shape=shape,
+            is_input=is_input,
+            profiles=ranges,
+        )
+
+    return EngineInfo(
+        format_version=0,
+        tensorrt_version=str(result["tensorrt_version"]),
+        edition="standard",
+        gpu_name=str(gpu["name"]),
+        compute_capability=(int(gpu["compute_capability"][0]), int(gpu["compute_capability"][1])),
+        inputs=tuple(spec(tensor, True) for tensor in result["inputs"]),
+        outputs=tuple(spec(tensor, False) for tensor in result["outputs"]),
+        build_options={
+            **options.as_dict(),
+            "strongly_typed": strongly_typed,
+            "profiles": as_options(shape_profiles),
+        },
+        model_sha256=model_sha256,
+        plan_sha256="",
+        plan_size=0,
+        raw_plan=False,
+        # Version-compatible plans carry the lean runtime and the plugins given.
+        host_code=options.version_compatible,
+    )
