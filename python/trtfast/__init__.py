@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import _core
 from ._library import tensorrt_library
+from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
     BuildError,
     CudaError,
@@ -25,15 +27,30 @@ def build_info() -> dict[str, Any]:
     return dict(_core.build_info())
 
 
+def inspect(path: str | os.PathLike[str]) -> EngineInfo:
+    """What an engine file (or a bare TensorRT plan) says about itself, after checking the
+    whole file, plan included. Raises EngineFormatError naming what is wrong."""
+    return read_info(path, check_plan=True)
+
+
+def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    """Write the engine's bare TensorRT plan to `output` (atomically), for trtexec or Triton."""
+    export_plan(path, output)
+
+
 __all__ = [
     "BuildError",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
+    "EngineInfo",
     "InputError",
     "TensorRTUnavailableError",
+    "TensorSpec",
     "TrtfastError",
     "__version__",
     "build_info",
+    "export",
+    "inspect",
     "tensorrt_library",
 ]
