@@ -75,7 +75,7 @@ void bind_engine_file(py::module_& module) {
 
   m.def(
       "encode_header",
-      [](const py::object& plan, const std::string& tensorrt_version, const std::string& edition,
+      [](const py::buffer& plan, const std::string& tensorrt_version, const std::string& edition,
          const std::string& gpu_name, int compute_capability_major, int compute_capability_minor,
          bool host_code, const std::string& model_sha256, const std::string& metadata_json) {
         EngineFileInfo info;
@@ -96,14 +96,13 @@ void bind_engine_file(py::module_& module) {
         return py::bytes(header);
       },
       py::arg("plan"), py::kw_only(), py::arg("tensorrt_version"), py::arg("edition"),
-      py::arg("gpu_name"), py::arg("compute_capability_major"),
-      py::arg("compute_capability_minor"), py::arg("host_code"), py::arg("model_sha256"),
-      py::arg("metadata_json"),
+      py::arg("gpu_name"), py::arg("compute_capability_major"), py::arg("compute_capability_minor"),
+      py::arg("host_code"), py::arg("model_sha256"), py::arg("metadata_json"),
       "The header that goes in front of `plan`; computes the plan's size, CRC-32 and SHA-256.");
 
   m.def(
       "parse",
-      [](const py::object& data, const std::string& name, bool check_plan) {
+      [](const py::buffer& data, const std::string& name, bool check_plan) {
         const ContiguousBytes bytes(data);
         EngineFileInfo info;
         {
@@ -152,14 +151,14 @@ void bind_engine_file(py::module_& module) {
 
   m.def(
       "crc32",
-      [](const py::object& data, std::uint32_t crc) {
+      [](const py::buffer& data, std::uint32_t crc) {
         const ContiguousBytes bytes(data);
         return trtfast::crc32(bytes.data(), bytes.size(), crc);
       },
       py::arg("data"), py::arg("crc") = 0, "CRC-32 as zlib computes it.");
   m.def(
       "sha256",
-      [](const py::object& data) {
+      [](const py::buffer& data) {
         const ContiguousBytes bytes(data);
         return sha256_hex(bytes.data(), bytes.size());
       },

@@ -75,8 +75,8 @@ std::uint32_t load_le32(const std::uint8_t* p) noexcept {
 }
 
 std::uint64_t load_le64(const std::uint8_t* p) noexcept {
-  return static_cast<std::uint64_t>(load_le32(p)) |
-         static_cast<std::uint64_t>(load_le32(p + 4)) << 32;
+  const std::uint64_t high = load_le32(p + 4);
+  return high << 32 | load_le32(p);
 }
 
 std::uint16_t load_le16(const std::uint8_t* p) noexcept {
@@ -160,7 +160,8 @@ class Sha256 {
     for (std::size_t i = 0; i < 64; ++i) {
       const std::uint32_t t1 =
           h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
-      const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      const std::uint32_t t2 =
+          (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
       h = g;
       g = f;
       f = e;
@@ -221,7 +222,7 @@ class MemorySource final : public Source {
 class FileSource final : public Source {
  public:
   FileSource(int fd, std::string name) : Source(std::move(name)), fd_(fd) {
-    struct stat status {};
+    struct stat status{};
     if (fstat(fd_, &status) != 0) {
       throw std::system_error(errno, std::generic_category(), "cannot stat " + this->name());
     }
@@ -240,8 +241,8 @@ class FileSource final : public Source {
       }
       if (got == 0) {
         throw EngineFormatError(name() + " is truncated: it ended at byte " +
-                                std::to_string(offset) + " while being read (was it being "
-                                "written to?)");
+                                std::to_string(offset) +
+                                " while being read (was it being written to?)");
       }
       out += got;
       offset += static_cast<std::uint64_t>(got);
@@ -299,7 +300,7 @@ std::string guess_format(const Source& source, const std::uint8_t* probe, std::s
   if (has("PK\x03\x04", 4)) {
     return "a ZIP archive (such as a PyTorch checkpoint)";
   }
-  if (has("\x7f" "ELF", 4)) {
+  if (has("\177ELF", 4)) {
     return "an ELF binary";
   }
   if (has("\x1f\x8b", 2)) {
@@ -308,7 +309,13 @@ std::string guess_format(const Source& source, const std::uint8_t* probe, std::s
   // ONNX ModelProto: field 1 (ir_version, a small varint) first, then another field.
   if (size >= 3 && probe[0] == 0x08 && probe[1] < 0x80) {
     switch (probe[2]) {
-      case 0x12: case 0x1a: case 0x22: case 0x28: case 0x32: case 0x3a: case 0x42:
+      case 0x12:
+      case 0x1a:
+      case 0x22:
+      case 0x28:
+      case 0x32:
+      case 0x3a:
+      case 0x42:
         return "an ONNX model: build an engine from it first";
       default:
         break;
@@ -442,10 +449,10 @@ std::size_t align_up(std::size_t value) {
 
 EngineFileInfo parse_raw_plan(const Source& source, const std::uint8_t* probe, std::size_t size) {
   if (size < kPlanHeaderSize) {
-    throw EngineFormatError(source.name() + " is truncated: it starts with TensorRT's plan tag "
-                            "'ftrt' but has only " + std::to_string(size) +
-                            " bytes, fewer than a plan header (" +
-                            std::to_string(kPlanHeaderSize) + ")");
+    throw EngineFormatError(
+        source.name() + " is truncated: it starts with TensorRT's plan tag 'ftrt' but has only " +
+        std::to_string(size) + " bytes, fewer than a plan header (" +
+        std::to_string(kPlanHeaderSize) + ")");
   }
   EngineFileInfo info;
   info.raw_plan = true;
@@ -551,8 +558,8 @@ EngineFileInfo parse_trtfast(const Source& source, const std::uint8_t* probe) {
                             std::to_string(after_header) + " follow the header");
   }
   if (after_header > info.plan_size) {
-    corrupt(source, std::to_string(after_header - info.plan_size) +
-                        " unexpected bytes follow the plan");
+    corrupt(source,
+            std::to_string(after_header - info.plan_size) + " unexpected bytes follow the plan");
   }
   return info;
 }
@@ -560,8 +567,8 @@ EngineFileInfo parse_trtfast(const Source& source, const std::uint8_t* probe) {
 EngineFileInfo identify(const Source& source) {
   const std::uint64_t file_size = source.size();
   if (file_size == 0) {
-    throw EngineFormatError(source.name() + " is empty: expected a trtfast engine or a "
-                            "TensorRT plan");
+    throw EngineFormatError(source.name() +
+                            " is empty: expected a trtfast engine or a TensorRT plan");
   }
   std::uint8_t probe[kProbeSize];
   const std::size_t probe_size =
@@ -582,8 +589,9 @@ EngineFileInfo identify(const Source& source) {
     return parse_raw_plan(source, probe, probe_size);
   }
   const std::string guess = guess_format(source, probe, probe_size);
-  throw EngineFormatError(source.name() + " is neither a trtfast engine nor a TensorRT plan: " +
-                          "it starts with " + hex_bytes(probe, std::min<std::size_t>(probe_size, 8)) +
+  throw EngineFormatError(source.name() +
+                          " is neither a trtfast engine nor a TensorRT plan: it starts with " +
+                          hex_bytes(probe, std::min<std::size_t>(probe_size, 8)) +
                           (guess.empty() ? "" : " (" + guess + ")") + "; " + kExpected);
 }
 

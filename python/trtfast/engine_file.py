@@ -17,7 +17,7 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any
 
 from . import _core
 from .errors import EngineFormatError
@@ -50,7 +50,7 @@ EDITIONS = ("standard", "rtx")
 
 Shape = tuple[int, ...]
 Profile = tuple[Shape, Shape, Shape]
-Source = Union[str, "os.PathLike[str]", bytes]
+Source = str | os.PathLike[str] | bytes
 
 _MEMORY_NAME = "engine data"
 
@@ -259,7 +259,7 @@ def _parse_metadata(
                         dtype=_field(entry, "dtype", str, at),
                         shape=_field(entry, "shape", list, at),
                         is_input=is_input,
-                        profiles=profiles,
+                        profiles=tuple(profiles),
                     )
                 )
             except (TypeError, ValueError) as error:
@@ -299,18 +299,13 @@ def _info(raw: Mapping[str, Any], name: str) -> EngineInfo:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _is_data(source: Source) -> bool:
-    return isinstance(source, (bytes, bytearray, memoryview))
-
-
 def read(source: Source) -> tuple[EngineInfo, bytes]:
     """The header and the plan of an engine file (a path) or of its bytes, both checked.
 
     From a path the plan is read straight into the returned bytes object; from bytes it is one
     slice (none for a raw plan).
     """
-    if _is_data(source):
-        assert isinstance(source, (bytes, bytearray, memoryview))
+    if isinstance(source, (bytes, bytearray, memoryview)):
         raw = _native.parse(source, _MEMORY_NAME, True)
         info = _info(raw, _MEMORY_NAME)
         start, size = raw["plan_offset"], raw["plan_size"]
@@ -330,8 +325,7 @@ def read_info(source: Source, *, check_plan: bool = False) -> EngineInfo:
     ``check_plan=True`` (streamed, never held in memory), so that a look at a large engine
     stays cheap. :func:`read` always checks the plan.
     """
-    if _is_data(source):
-        assert isinstance(source, (bytes, bytearray, memoryview))
+    if isinstance(source, (bytes, bytearray, memoryview)):
         return _info(_native.parse(source, _MEMORY_NAME, check_plan), _MEMORY_NAME)
     path = os.fspath(source)
     with open(path, "rb") as file:
