@@ -8,5 +8,6 @@ void bind_errors(pybind11::module_& module);
 void bind_cuda(pybind11::module_& module);
 void bind_tensorrt(pybind11::module_& module);
 void bind_builder(pybind11::module_& module);
+void bind_engine_file(pybind11::module_& module);
 
 }  // namespace trtfast::python

@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, module) {
   trtfast::python::bind_cuda(module);
   trtfast::python::bind_tensorrt(module);
   trtfast::python::bind_builder(module);
+  trtfast::python::bind_engine_file(module);
 
   module.def(
       "build_info",

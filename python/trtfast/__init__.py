@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import _core
 from ._library import tensorrt_library
 from .build import build
+from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
     BuildError,
     BuildOptionError,
@@ -29,19 +31,34 @@ def build_info() -> dict[str, Any]:
     return dict(_core.build_info())
 
 
+def inspect(path: str | os.PathLike[str]) -> EngineInfo:
+    """What an engine file (or a bare TensorRT plan) says about itself, after checking the
+    whole file, plan included. Raises EngineFormatError naming what is wrong."""
+    return read_info(path, check_plan=True)
+
+
+def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    """Write the engine's bare TensorRT plan to `output` (atomically), for trtexec or Triton."""
+    export_plan(path, output)
+
+
 __all__ = [
     "BuildError",
     "BuildOptionError",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
+    "EngineInfo",
     "InputError",
     "ProfileError",
     "TensorRTUnavailableError",
+    "TensorSpec",
     "TrtfastError",
     "__version__",
     "build",
     "build_info",
     "prepare",
+    "export",
+    "inspect",
     "tensorrt_library",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit 0 only when this machine can build or run TensorRT engines.",
     )
     _add_build_parser(commands)
+    _add_engine_file_parsers(commands)
     return parser
 
 
@@ -134,6 +136,42 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_engine_file_parsers(commands: Any) -> None:
+    inspect = commands.add_parser(
+        "inspect",
+        help="show what an engine file holds: versions, GPU, inputs and outputs, options",
+        description="Check an engine file (or a bare TensorRT plan) and describe it.",
+    )
+    inspect.add_argument("file", help="engine file or bare TensorRT plan")
+    inspect.add_argument("--json", action="store_true", help="print the description as JSON")
+    export = commands.add_parser(
+        "export",
+        help="write an engine's bare TensorRT plan, for trtexec or Triton",
+        description="Check an engine file and write its bare TensorRT plan.",
+    )
+    export.add_argument("file", help="engine file")
+    export.add_argument("-o", "--output", required=True, help="where to write the plan")
+
+
+def _engine_command(args: argparse.Namespace) -> int:
+    from . import engine_file
+    from .errors import TrtfastError
+
+    try:
+        if args.command == "inspect":
+            info = engine_file.read_info(args.file, check_plan=True)
+            if args.json:
+                print(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
+            else:
+                print(engine_file.summary(info, args.file))
+        else:
+            engine_file.export_plan(args.file, args.output)
+    except (TrtfastError, OSError) as error:
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "doctor":
@@ -142,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor_main()
     if args.command == "build":
         return _build(args)
+    if args.command in ("inspect", "export"):
+        return _engine_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
