@@ -57,8 +57,8 @@ __all__ = [
     "__version__",
     "build",
     "build_info",
-    "prepare",
     "export",
     "inspect",
+    "prepare",
     "tensorrt_library",
 ]

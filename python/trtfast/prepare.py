@@ -307,7 +307,8 @@ def _serialize_with_external_weights(proto: onnx.ModelProto, folder: Path) -> by
                 for key, value in entries:
                     entry = tensor.external_data.add()
                     entry.key, entry.value = key, str(value)
-        return proto.SerializeToString()
+        serialized: bytes = proto.SerializeToString()
+        return serialized
     finally:
         for (tensor, _), had_location in zip(detached, located, strict=True):
             tensor.data_location = TensorProto.DEFAULT

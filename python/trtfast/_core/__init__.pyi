@@ -5,7 +5,8 @@ from __future__ import annotations
 import collections.abc
 import typing
 from . import cuda
-__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'compiled_tensorrt_major', 'cuda', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+from . import engine_file
+__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
 class TensorRTLibrary:
     """
     A loaded TensorRT library: where it is, its version and kind.
