@@ -312,6 +312,21 @@ void bind_builder(py::module_& module) {
       },
       py::arg("library"), py::arg("onnx"), py::arg("options"), py::arg("progress") = py::none(),
       kBuildPlanDoc);
+
+  module.def(
+      "combine_timing_caches",
+      [](const TensorRTLibrary& library, const std::vector<py::bytes>& serialized, int device) {
+        std::vector<std::string> caches(serialized.begin(), serialized.end());
+        Blob combined;
+        {
+          py::gil_scoped_release release;
+          combined = combine_timing_caches(library, caches, device);
+        }
+        return as_python_bytes(combined);
+      },
+      py::arg("library"), py::arg("caches"), py::arg("device") = 0,
+      "One serialized timing cache holding the entries of all `caches`; caches made by another "
+      "TensorRT version or GPU are left out with a warning.");
 }
 
 }  // namespace trtfast::python

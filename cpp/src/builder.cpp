@@ -54,7 +54,8 @@ std::string loaded_path(void* handle, const std::string& fallback) {
 
 // Null with `why` set when `handle` is not the parser. The library stays loaded either way: it
 // links against TensorRT, which is never unloaded.
-std::optional<OnnxParserLibrary> as_parser(void* handle, const std::string& path, std::string& why) {
+std::optional<OnnxParserLibrary> as_parser(void* handle, const std::string& path,
+                                           std::string& why) {
   for (const char* required : {"createNvOnnxParser_INTERNAL", "getNvOnnxParserVersion"}) {
     if (dlsym(handle, required) == nullptr) {
       why = "not TensorRT's ONNX parser: it has no symbol " + std::string(required);
@@ -422,18 +423,20 @@ void check_precision_in_network(const nvinfer1::INetworkDefinition& network,
     }
   }
 #if NV_TENSORRT_MAJOR >= 11
-  const char* const remedy = " (TensorRT 11 networks always are strongly typed), so the model "
-                             "must be converted to that precision before the build";
+  const char* const remedy =
+      " (TensorRT 11 networks always are strongly typed), so the model "
+      "must be converted to that precision before the build";
 #else
-  const char* const remedy = ", so convert the model to that precision or build without "
-                             "strongly_typed";
+  const char* const remedy =
+      ", so convert the model to that precision or build without "
+      "strongly_typed";
 #endif
   throw BuildError(std::string("precision ") + precision_name(options.precision) +
                    " was asked for, but the network has no " + dtype_name(wanted) +
                    " tensor, so the engine would run in fp32: a strongly typed network takes its "
-                   "types from the ONNX model" + remedy);
+                   "types from the ONNX model" +
+                   remedy);
 }
-
 
 nvinfer1::NetworkDefinitionCreationFlags network_flags(const BuildOptions& options) {
 #if NV_TENSORRT_MAJOR >= 11
@@ -561,8 +564,9 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
     }
     std::set<std::string> covered;
     for (const auto& [name, range] : ranges) {
-      auto input = std::find_if(inputs.begin(), inputs.end(),
-                                [&name = name](const IOTensorSpec& spec) { return spec.name == name; });
+      auto input =
+          std::find_if(inputs.begin(), inputs.end(),
+                       [&name = name](const IOTensorSpec& spec) { return spec.name == name; });
       if (input == inputs.end()) {
         throw BuildError("optimization profile " + std::to_string(index) + " gives shapes for '" +
                          name + "', which is not an input of the network; its inputs are " +
@@ -575,13 +579,12 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
       }
       check_range(index, *input, range);
       LoggedErrors errors;
-      const bool accepted =
-          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMIN,
-                                 to_dims(range.min)) &&
-          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kOPT,
-                                 to_dims(range.opt)) &&
-          profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMAX,
-                                 to_dims(range.max));
+      const bool accepted = profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMIN,
+                                                   to_dims(range.min)) &&
+                            profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kOPT,
+                                                   to_dims(range.opt)) &&
+                            profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMAX,
+                                                   to_dims(range.max));
       if (!accepted) {
         throw BuildError("TensorRT refused the shapes of input '" + name +
                          "' in optimization profile " + std::to_string(index) + ": " +
@@ -659,8 +662,9 @@ void configure(nvinfer1::IBuilderConfig& config, const BuildOptions& options,
 
 void check_options(const BuildOptions& options) {
   if (options.exclude_lean_runtime && !options.version_compatible) {
-    throw std::invalid_argument("exclude_lean_runtime applies to version-compatible builds only; "
-                                "set version_compatible too");
+    throw std::invalid_argument(
+        "exclude_lean_runtime applies to version-compatible builds only; "
+        "set version_compatible too");
   }
   if (options.optimization_level && *options.optimization_level < 0) {
     throw std::invalid_argument("optimization_level must not be negative, not " +
@@ -703,9 +707,10 @@ std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& librar
   return std::unique_ptr<nvinfer1::IBuilder>(static_cast<nvinfer1::IBuilder*>(created));
 }
 
-std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(
-    nvinfer1::IBuilder& builder, const OnnxParserLibrary& parser_library, const void* onnx,
-    std::size_t onnx_size, const BuildOptions& options) {
+std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(nvinfer1::IBuilder& builder,
+                                                            const OnnxParserLibrary& parser_library,
+                                                            const void* onnx, std::size_t onnx_size,
+                                                            const BuildOptions& options) {
   std::unique_ptr<nvinfer1::INetworkDefinition> network(
       builder.createNetworkV2(network_flags(options)));
   if (!network) {
@@ -722,24 +727,35 @@ std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(
   return network;
 }
 
+void require_full_library(const TensorRTLibrary& library) {
+  if (library.kind() != LibraryKind::Full) {
+    throw TensorRTUnavailableError(
+        "TensorRT " + library.version_string() + " at " + library.path() +
+        " is the lean runtime, which runs engines but cannot build them; building needs the full "
+        "library: " +
+        kInstallHint + " (or set TRTFAST_TENSORRT_LIBRARY to libnvinfer.so." +
+        std::to_string(library.major()) + ")");
+  }
+}
+
+void require_device() {
+  if (cuda::device_count() == 0) {
+    throw TensorRTUnavailableError(
+        "building a TensorRT engine needs a CUDA device, and none is "
+        "usable: " +
+        cuda::unavailable_reason());
+  }
+}
+
 }  // namespace
 
 BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::size_t onnx_size,
                        const BuildOptions& options, const ProgressCallback& progress) {
   check_options(options);
   const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
-  if (library.kind() != LibraryKind::Full) {
-    throw TensorRTUnavailableError(
-        "TensorRT " + library.version_string() + " at " + library.path() +
-        " is the lean runtime, which runs engines but cannot build them; building needs the full "
-        "library: " + kInstallHint + " (or set TRTFAST_TENSORRT_LIBRARY to libnvinfer.so." +
-        std::to_string(library.major()) + ")");
-  }
+  require_full_library(library);
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
-  if (cuda::device_count() == 0) {
-    throw TensorRTUnavailableError("building a TensorRT engine needs a CUDA device, and none is "
-                                   "usable: " + cuda::unavailable_reason());
-  }
+  require_device();
   const DeviceScope device_scope(options.device);
 
   // Declared before the builder so they outlive every TensorRT object that uses them.
@@ -783,6 +799,40 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
     result.timing_cache = blob_of(cache);
   }
   return result;
+}
+
+Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std::string>& caches,
+                           int device) {
+  require_full_library(library);
+  require_device();
+  const DeviceScope device_scope(device);
+  std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
+  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
+  LoggedErrors errors;
+  std::unique_ptr<nvinfer1::ITimingCache> combined(config ? config->createTimingCache(nullptr, 0)
+                                                          : nullptr);
+  if (!combined) {
+    throw BuildError("TensorRT could not create a timing cache: " +
+                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+  }
+  for (std::size_t index = 0; index < caches.size(); ++index) {
+    LoggedErrors problems;  // a stale cache is skipped, not a failure
+    std::unique_ptr<nvinfer1::ITimingCache> cache(
+        config->createTimingCache(caches[index].data(), caches[index].size()));
+    if (!cache || !combined->combine(*cache, false)) {
+      tensorrt_logger().log(
+          nvinfer1::ILogger::Severity::kWARNING,
+          ("trtfast: timing cache " + std::to_string(index) +
+           " does not fit this TensorRT version or GPU and was left out" +
+           (problems.messages().empty() ? std::string() : ": " + problems.joined()))
+              .c_str());
+    }
+  }
+  nvinfer1::IHostMemory* serialized = combined->serialize();
+  if (serialized == nullptr) {
+    throw BuildError("TensorRT could not serialize the combined timing cache");
+  }
+  return blob_of(serialized);
 }
 
 }  // namespace trtfast

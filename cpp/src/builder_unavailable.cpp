@@ -9,8 +9,8 @@
 
 namespace trtfast {
 
-BuildResult build_plan(const TensorRTLibrary&, const void*, std::size_t, const BuildOptions&,
-                       const ProgressCallback&) {
+namespace {
+[[noreturn]] void throw_builder_unavailable() {
 #ifdef TRTFAST_WITHOUT_ONNX_PARSER_HEADER
   throw TensorRTUnavailableError(
       "this trtfast was built with TensorRT headers but without NvOnnxParser.h, so it cannot "
@@ -19,6 +19,16 @@ BuildResult build_plan(const TensorRTLibrary&, const void*, std::size_t, const B
 #else
   throw_adapter_unavailable();
 #endif
+}
+}  // namespace
+
+BuildResult build_plan(const TensorRTLibrary&, const void*, std::size_t, const BuildOptions&,
+                       const ProgressCallback&) {
+  throw_builder_unavailable();
+}
+
+Blob combine_timing_caches(const TensorRTLibrary&, const std::vector<std::string>&, int) {
+  throw_builder_unavailable();
 }
 
 }  // namespace trtfast

@@ -261,11 +261,8 @@ class TimingCacheFile:
             atomic_write(self.path, cache)
 
 
-def _timing_cache_merger(library: Any) -> Callable[[bytes, bytes], bytes] | None:
-    combine = getattr(_core, "combine_timing_caches", None)
-    if combine is None:
-        return None
-    return lambda theirs, ours: bytes(combine(library, [theirs, ours]))
+def _timing_cache_merger(library: Any, device: int) -> Callable[[bytes, bytes], bytes]:
+    return lambda theirs, ours: _core.combine_timing_caches(library, [theirs, ours], device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +438,11 @@ def build(
                 reporter,
             )
         if timing is not None and result.get("timing_cache"):
-            timing.save(bytes(result["timing_cache"]), loaded_cache, _timing_cache_merger(library))
+            timing.save(
+                bytes(result["timing_cache"]),
+                loaded_cache,
+                _timing_cache_merger(library, options.device),
+            )
         reporter.step(_PHASE, 2, _STEPS)
         info = _engine_info(result, shape_profiles, options, strongly_typed, loaded.sha256, gpu)
         plan = bytes(result["plan"])

@@ -95,4 +95,9 @@ struct BuildResult {
 BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::size_t onnx_size,
                        const BuildOptions& options, const ProgressCallback& progress);
 
+// One timing cache holding the entries of all `caches` (serialized); a cache made by another
+// TensorRT version or GPU is skipped with a warning. Lets concurrent builds share a cache file.
+Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std::string>& caches,
+                           int device);
+
 }  // namespace trtfast

@@ -6,7 +6,7 @@ import collections.abc
 import typing
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
 class TensorRTLibrary:
     """
     A loaded TensorRT library: where it is, its version and kind.
@@ -72,6 +72,10 @@ def build_plan(library: TensorRTLibrary, onnx: bytes, options: dict[str, typing.
     Returns {"plan": bytes, "timing_cache": bytes, "tensorrt_version": str,
     "inputs": [{"name", "dtype", "shape", "is_input"}], "outputs": [...]}. The timing cache is the
     one given (or a new one) after the build, to pass to the next build.
+    """
+def combine_timing_caches(library: TensorRTLibrary, caches: collections.abc.Sequence[bytes], device: typing.SupportsInt | typing.SupportsIndex = 0) -> bytes:
+    """
+    One serialized timing cache holding the entries of all `caches`; caches made by another TensorRT version or GPU are left out with a warning.
     """
 def compiled_tensorrt_major() -> int:
     ...
