@@ -4,7 +4,6 @@
 #include <NvInfer.h>
 #include <NvOnnxParser.h>
 #include <dlfcn.h>
-#include <link.h>
 
 #include <algorithm>
 #include <exception>
@@ -15,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "dynamic_library.hpp"
 #include "tensorrt_adapter.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
@@ -38,19 +38,8 @@ struct OnnxParserLibrary {
   CreateParserFn create = nullptr;
 };
 
-std::string dl_error_text() {
-  const char* text = dlerror();
-  return text != nullptr ? text : "unknown dlopen error";
-}
-
-std::string loaded_path(void* handle, const std::string& fallback) {
-  link_map* map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
-      map->l_name[0] != '\0') {
-    return map->l_name;
-  }
-  return fallback;
-}
+using detail::dl_error_text;
+using detail::loaded_path;
 
 // Null with `why` set when `handle` is not the parser. The library stays loaded either way: it
 // links against TensorRT, which is never unloaded.

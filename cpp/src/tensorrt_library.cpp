@@ -1,12 +1,12 @@
 #include "trtfast/tensorrt_library.hpp"
 
 #include <dlfcn.h>
-#include <link.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
 
+#include "dynamic_library.hpp"
 #include "trtfast/error.hpp"
 
 namespace trtfast {
@@ -15,19 +15,8 @@ namespace {
 
 using GetVersionFn = int (*)();
 
-std::string dl_error_text() {
-  const char* text = dlerror();
-  return text != nullptr ? text : "unknown dlopen error";
-}
-
-std::string loaded_path(void* handle, const std::string& fallback) {
-  link_map* map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
-      map->l_name[0] != '\0') {
-    return map->l_name;
-  }
-  return fallback;
-}
+using detail::dl_error_text;
+using detail::loaded_path;
 
 // The compiled major first; the others too, so a library of the wrong major is reported as
 // such instead of as missing.
