@@ -437,6 +437,26 @@ def test_timing_cache_round_trip_and_stale_cache(full_library: _core.TensorRTLib
 
 
 @pytest.mark.tensorrt
+def test_timing_caches_combine(full_library: _core.TensorRTLibrary) -> None:
+    from_mlp = build(full_library, mlp())["timing_cache"]
+    from_cnn = build(full_library, cnn())["timing_cache"]
+    combined = _core.combine_timing_caches(full_library, [from_mlp, from_cnn, b"stale"])
+    assert len(combined) >= max(len(from_mlp), len(from_cnn))
+    # The combined cache is one TensorRT accepts for the next build.
+    assert len(build(full_library, cnn(), timing_cache=combined)["plan"]) > 0
+
+
+@pytest.mark.skipif(
+    _core.tensorrt_adapter_available(), reason="this trtfast has the TensorRT adapter"
+)
+def test_without_headers_timing_caches_cannot_combine(
+    lean_library: _core.TensorRTLibrary,
+) -> None:
+    with pytest.raises(TensorRTUnavailableError, match="built without TensorRT headers"):
+        _core.combine_timing_caches(lean_library, [b"a", b"b"])
+
+
+@pytest.mark.tensorrt
 def test_external_data_is_read_from_model_dir(
     full_library: _core.TensorRTLibrary, tmp_path: Path
 ) -> None:
