@@ -7,5 +7,7 @@ namespace trtfast::python {
 void bind_errors(pybind11::module_& module);
 void bind_cuda(pybind11::module_& module);
 void bind_tensorrt(pybind11::module_& module);
+void bind_engine(pybind11::module_& module);
+void bind_session(pybind11::module_& module);
 
 }  // namespace trtfast::python

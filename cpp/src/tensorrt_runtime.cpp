@@ -9,6 +9,7 @@
 
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
+#include "tensorrt_internal.hpp"
 
 namespace trtfast {
 
@@ -76,14 +77,6 @@ class TensorRTLogger final : public nvinfer1::ILogger {
 void set_log_sink(LogSink sink) { TensorRTLogger::instance().set_sink(std::move(sink)); }
 
 // --- Runtime -------------------------------------------------------------------------------------
-
-struct Runtime::Impl {
-  nvinfer1::IRuntime* runtime = nullptr;
-};
-
-struct DeserializedEngine::Impl {
-  nvinfer1::ICudaEngine* engine = nullptr;
-};
 
 namespace {
 using CreateRuntimeFn = void* (*)(void* logger, int32_t version);
