@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _core
 from ._library import tensorrt_library
+from .engine import DeviceArray, Engine, Session
 from .errors import (
     BuildError,
     CudaError,
@@ -28,9 +29,12 @@ def build_info() -> dict[str, Any]:
 __all__ = [
     "BuildError",
     "CudaError",
+    "DeviceArray",
+    "Engine",
     "EngineCompatibilityError",
     "EngineFormatError",
     "InputError",
+    "Session",
     "TensorRTUnavailableError",
     "TrtfastError",
     "__version__",
