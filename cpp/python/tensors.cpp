@@ -155,8 +155,8 @@ bool dtype_from_numpy(const py::dtype& dtype, DataType& out) {
 void set_shape(const char* role, const TensorInfo& info, int rank, TensorArg& arg) {
   if (rank > kMaxRank || rank < 0) {
     throw InputError(std::string(role) + " '" + info.name + "': expected " +
-                     std::to_string(info.shape.rank) + " dimensions " + info.shape.str() +
-                     ", received " + std::to_string(rank) + " dimensions");
+                     std::to_string(info.shape.rank) + (info.shape.rank == 1 ? " dimension " : " dimensions ") +
+                     info.shape.str() + ", received " + std::to_string(rank) + " dimensions");
   }
   arg.shape.rank = rank;
 }

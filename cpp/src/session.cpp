@@ -336,6 +336,9 @@ void Session::resolve_addresses(const TensorArg* inputs, const OutputArg* output
     }
     output_addresses_[j] = address;
   }
+}
+
+void Session::bind_addresses() {
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (input_addresses_[i] != current_input_addresses_[i]) {
       current_input_addresses_[i] = nullptr;
@@ -498,6 +501,7 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     }
     bool done = false;
     if (graphs_enabled_) {
+      // A replay needs nothing from the executor: the graph holds the addresses.
       build_key(inputs, outputs);
       for (const auto& entry : graphs_) {
         if (entry->key == key_) {
@@ -513,12 +517,14 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       if (!done) {
         // Enqueue once outside capture (first enqueues may allocate or synchronize), then
         // capture the same work for the calls to come.
+        bind_addresses();
         run_plain(inputs, outputs);
         capture(inputs, outputs);
         done = true;
       }
     }
     if (!done) {
+      bind_addresses();
       run_plain(inputs, outputs);
     }
     if (options_.use_caller_stream) {

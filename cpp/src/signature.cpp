@@ -45,6 +45,10 @@ bool within(const Dims& shape, const ProfileRange& range) noexcept {
   return true;
 }
 
+std::string dimensions(int count) {
+  return std::to_string(count) + (count == 1 ? " dimension" : " dimensions");
+}
+
 std::string range_text(const ProfileRange& range) {
   return range.min.str() + " to " + range.max.str();
 }
@@ -216,9 +220,9 @@ void Signature::check_input(int index, const TensorArg& arg, int device) const {
                      ", received " + dtype_name(arg.dtype));
   }
   if (arg.shape.rank != info.shape.rank) {
-    throw InputError("input '" + info.name + "': expected " + std::to_string(info.shape.rank) +
-                     " dimensions " + info.shape.str() + ", received " +
-                     std::to_string(arg.shape.rank) + " dimensions " + arg.shape.str());
+    throw InputError("input '" + info.name + "': expected " + dimensions(info.shape.rank) + " " +
+                     info.shape.str() + ", received " + dimensions(arg.shape.rank) + " " +
+                     arg.shape.str());
   }
   for (int i = 0; i < info.shape.rank; ++i) {
     if (arg.shape.d[i] < 0 || (info.shape.d[i] >= 0 && arg.shape.d[i] != info.shape.d[i])) {

@@ -155,9 +155,7 @@ class Engine:
         self._idle: list[Session] = []
 
     @classmethod
-    def load(
-        cls, source: str | os.PathLike[str] | bytes, *, device: int = 0
-    ) -> Engine:
+    def load(cls, source: str | os.PathLike[str] | bytes, *, device: int = 0) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``.
 
         The file's header is checked against this machine (TensorRT version and edition, GPU

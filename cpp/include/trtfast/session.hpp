@@ -103,6 +103,7 @@ class Session {
   std::shared_ptr<Block> acquire_block();
   void resolve_addresses(const TensorArg* inputs, const OutputArg* outputs,
                          std::shared_ptr<Block>& block);
+  void bind_addresses();  // hands this call's addresses to the executor where they changed
   void build_key(const TensorArg* inputs, const OutputArg* outputs);
   void record_work(const TensorArg* inputs, const OutputArg* outputs);
   void run_plain(const TensorArg* inputs, const OutputArg* outputs);
