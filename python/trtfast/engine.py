@@ -55,7 +55,7 @@ def _stream_handle(stream: object) -> int | None:
     )
 
 
-class Session(_core.Session):  # type: ignore[misc]
+class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     """One execution context of an engine: a stream, device buffers sized for the largest
     profile shapes, pinned staging and a cache of CUDA graphs. One thread at a time; use
     :meth:`submit` (or :class:`Engine` calls) to run from several threads at once.
