@@ -64,3 +64,21 @@ def test_cli_help_and_version() -> None:
         [sys.executable, "-m", "trtfast", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "doctor" in result.stdout
+
+
+def test_core_formats_without_iostreams() -> None:
+    # After libnvinfer_lean 11.4 is loaded, formatting a number through an iostream in this
+    # library crashed the process on a GPU host; the core builds its strings without them.
+    from pathlib import Path
+
+    sources = Path(__file__).resolve().parent.parent / "cpp"
+    if not sources.is_dir():
+        pytest.skip("the C++ sources are not beside the tests")
+    offenders = [
+        f"{path.relative_to(sources)}:{number}"
+        for path in sorted(sources.rglob("*"))
+        if path.suffix in {".cpp", ".hpp", ".cu", ".cuh"}
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(word in line for word in ("<sstream>", "<iostream>", "stringstream", "std::cout"))
+    ]
+    assert not offenders, f"iostreams used in the core: {offenders}"

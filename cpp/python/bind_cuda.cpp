@@ -83,6 +83,9 @@ void bind_cuda(py::module_& module) {
                                {static_cast<py::ssize_t>(b.size())}, {1});
       });
 
+  m.def("allocation_count", &cuda::allocation_count,
+        "cudaMalloc and cudaHostAlloc calls trtfast has made in this process.");
+
   m.def(
       "copy_async",
       [](std::uintptr_t dst, std::uintptr_t src, std::size_t nbytes, const cuda::Stream& stream) {

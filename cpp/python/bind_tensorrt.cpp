@@ -5,6 +5,7 @@
 
 #include "bindings.hpp"
 #include "trtfast/error.hpp"
+#include "trtfast/executor.hpp"
 #include "trtfast/tensorrt_library.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
 
@@ -101,7 +102,7 @@ void bind_tensorrt(py::module_& module) {
       },
       py::arg("sink"), "sink(severity: int, message: str), severity 0 (internal error)..4.");
 
-  py::class_<DeserializedEngine, std::shared_ptr<DeserializedEngine>>(
+  py::class_<DeserializedEngine, Engine, std::shared_ptr<DeserializedEngine>>(
       module, "DeserializedEngine", "A TensorRT engine deserialized from a plan.")
       .def_property_readonly("num_io_tensors", &DeserializedEngine::num_io_tensors);
 

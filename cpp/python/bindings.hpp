@@ -9,5 +9,7 @@ void bind_cuda(pybind11::module_& module);
 void bind_tensorrt(pybind11::module_& module);
 void bind_builder(pybind11::module_& module);
 void bind_engine_file(pybind11::module_& module);
+void bind_engine(pybind11::module_& module);
+void bind_session(pybind11::module_& module);
 
 }  // namespace trtfast::python

@@ -10,9 +10,11 @@ PYBIND11_MODULE(_core, module) {
   module.doc() = "trtfast's C++ core. Use the trtfast package, not this module.";
   trtfast::python::bind_errors(module);
   trtfast::python::bind_cuda(module);
+  trtfast::python::bind_engine(module);
   trtfast::python::bind_tensorrt(module);
   trtfast::python::bind_builder(module);
   trtfast::python::bind_engine_file(module);
+  trtfast::python::bind_session(module);
 
   module.def(
       "build_info",

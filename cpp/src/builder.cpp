@@ -11,7 +11,6 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include "dynamic_library.hpp"
@@ -60,40 +59,40 @@ std::optional<OnnxParserLibrary> as_parser(void* handle, const std::string& path
 // already loaded.
 OnnxParserLibrary find_onnx_parser(const TensorRTLibrary& library) {
   const std::string name = "libnvonnxparser.so." + std::to_string(library.major());
-  std::ostringstream searched;
+  std::string searched;  // no iostreams in this library: see TensorRTLibrary::find
   std::string why;
 
   const std::string beside = (std::filesystem::path(library.folder()) / name).string();
   std::error_code ignored;
   if (!std::filesystem::exists(beside, ignored)) {
-    searched << "  - " << beside << ": not found\n";
+    searched += "  - " + beside + ": not found\n";
   } else {
     dlerror();
     void* handle = dlopen(beside.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
-      searched << "  - " << beside << ": " << dl_error_text() << "\n";
+      searched += "  - " + beside + ": " + dl_error_text() + "\n";
     } else if (auto parser = as_parser(handle, beside, why)) {
       return *parser;
     } else {
-      searched << "  - " << beside << ": " << why << "\n";
+      searched += "  - " + beside + ": " + why + "\n";
     }
   }
 
   dlerror();
   void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    searched << "  - " << name << " on the system loader path: " << dl_error_text() << "\n";
+    searched += "  - " + name + " on the system loader path: " + dl_error_text() + "\n";
   } else {
     const std::string path = loaded_path(handle, name);
     if (auto parser = as_parser(handle, path, why)) {
       return *parser;
     }
-    searched << "  - " << path << ": " << why << "\n";
+    searched += "  - " + path + ": " + why + "\n";
   }
   throw TensorRTUnavailableError("building engines needs TensorRT's ONNX parser (" + name +
                                  ") for TensorRT " + library.version_string() + " at " +
                                  library.path() + ", and none was found. Searched:\n" +
-                                 searched.str() + kInstallHint + ".");
+                                 searched + kInstallHint + ".");
 }
 
 const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
@@ -317,8 +316,7 @@ void parse_model(nvonnxparser::IParser& parser, const void* onnx, std::size_t on
     return;
   }
   std::vector<ParserError> errors;
-  std::ostringstream message;
-  message << "TensorRT's ONNX parser rejected the model:";
+  std::string message = "TensorRT's ONNX parser rejected the model:";
   for (int i = 0; i < parser.getNbErrors(); ++i) {
     const nvonnxparser::IParserError* error = parser.getError(i);
     if (error == nullptr) {
@@ -329,24 +327,24 @@ void parse_model(nvonnxparser::IParser& parser, const void* onnx, std::size_t on
     entry.node_name = error->nodeName() != nullptr ? error->nodeName() : "";
     entry.op_type = error->nodeOperator() != nullptr ? error->nodeOperator() : "";
     entry.node_index = error->node();
-    message << "\n  - ";
+    message += "\n  - ";
     if (entry.node_index >= 0) {
-      message << "node " << entry.node_index;
+      message += "node " + std::to_string(entry.node_index);
       if (!entry.node_name.empty()) {
-        message << " '" << entry.node_name << "'";
+        message += " '" + entry.node_name + "'";
       }
       if (!entry.op_type.empty()) {
-        message << " (" << entry.op_type << ")";
+        message += " (" + entry.op_type + ")";
       }
-      message << ": ";
+      message += ": ";
     }
-    message << entry.message;
+    message += entry.message;
     errors.push_back(std::move(entry));
   }
   if (errors.empty()) {
-    message << " " << (logged.messages().empty() ? "no reason given" : logged.joined());
+    message += " " + (logged.messages().empty() ? std::string("no reason given") : logged.joined());
   }
-  throw BuildError(message.str(), std::move(errors));
+  throw BuildError(message, std::move(errors));
 }
 
 // --- Configuration -------------------------------------------------------------------------------

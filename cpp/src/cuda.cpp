@@ -1,5 +1,6 @@
 #include "trtfast/cuda.hpp"
 
+#include <atomic>
 #include <string>
 #include <utility>
 
@@ -43,6 +44,8 @@ class DeviceGuard {
   int previous_ = 0;
   bool changed_ = false;
 };
+
+std::atomic<std::uint64_t> allocations{0};
 
 void check_device_index(int device) {
   const int count = device_count();
@@ -213,6 +216,7 @@ DeviceBuffer::DeviceBuffer(std::size_t bytes, int device) : size_(bytes), device
     return;
   }
   DeviceGuard guard(device);
+  allocations.fetch_add(1, std::memory_order_relaxed);
   const cudaError_t status = cudaMalloc(&data_, bytes);
   if (status != cudaSuccess) {
     data_ = nullptr;
@@ -253,6 +257,7 @@ PinnedBuffer::PinnedBuffer(std::size_t bytes) : size_(bytes) {
   if (bytes == 0) {
     return;
   }
+  allocations.fetch_add(1, std::memory_order_relaxed);
   const cudaError_t status = cudaHostAlloc(&data_, bytes, cudaHostAllocPortable);
   if (status != cudaSuccess) {
     data_ = nullptr;
@@ -289,6 +294,62 @@ void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream
     return;
   }
   TRTFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.get()));
+}
+
+std::uint64_t allocation_count() noexcept { return allocations.load(std::memory_order_relaxed); }
+
+// --- Graph ---------------------------------------------------------------------------------------
+
+Graph::~Graph() { reset(); }
+
+Graph::Graph(Graph&& other) noexcept : graph_(std::exchange(other.graph_, nullptr)) {}
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    reset();
+    graph_ = std::exchange(other.graph_, nullptr);
+  }
+  return *this;
+}
+
+void Graph::reset() noexcept {
+  if (graph_ != nullptr) {
+    cudaGraphDestroy(std::exchange(graph_, nullptr));
+  }
+}
+
+std::size_t Graph::node_count() const {
+  std::size_t count = 0;
+  TRTFAST_CUDA_CHECK(cudaGraphGetNodes(graph_, nullptr, &count));
+  return count;
+}
+
+// --- GraphExec -----------------------------------------------------------------------------------
+
+GraphExec::GraphExec(const Graph& graph) {
+  TRTFAST_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph.get(), 0));
+}
+
+GraphExec::~GraphExec() { reset(); }
+
+GraphExec::GraphExec(GraphExec&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+
+GraphExec& GraphExec::operator=(GraphExec&& other) noexcept {
+  if (this != &other) {
+    reset();
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+
+void GraphExec::reset() noexcept {
+  if (exec_ != nullptr) {
+    cudaGraphExecDestroy(std::exchange(exec_, nullptr));
+  }
+}
+
+void GraphExec::launch(StreamView stream) const {
+  TRTFAST_CUDA_CHECK(cudaGraphLaunch(exec_, stream.get()));
 }
 
 }  // namespace trtfast::cuda

@@ -10,6 +10,7 @@
 #include "tensorrt_adapter.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
+#include "tensorrt_internal.hpp"
 
 namespace trtfast {
 
@@ -79,14 +80,6 @@ void set_log_sink(LogSink sink) { TensorRTLogger::instance().set_sink(std::move(
 nvinfer1::ILogger& tensorrt_logger() noexcept { return TensorRTLogger::instance(); }
 
 // --- Runtime -------------------------------------------------------------------------------------
-
-struct Runtime::Impl {
-  nvinfer1::IRuntime* runtime = nullptr;
-};
-
-struct DeserializedEngine::Impl {
-  nvinfer1::ICudaEngine* engine = nullptr;
-};
 
 namespace {
 using CreateRuntimeFn = void* (*)(void* logger, int32_t version);

@@ -9,6 +9,7 @@ from . import _core
 from ._library import tensorrt_library
 from .build import build
 from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
+from .engine import DeviceArray, Engine, Session
 from .errors import (
     BuildError,
     BuildOptionError,
@@ -46,11 +47,14 @@ __all__ = [
     "BuildError",
     "BuildOptionError",
     "CudaError",
+    "DeviceArray",
+    "Engine",
     "EngineCompatibilityError",
     "EngineFormatError",
     "EngineInfo",
     "InputError",
     "ProfileError",
+    "Session",
     "TensorRTUnavailableError",
     "TensorSpec",
     "TrtfastError",

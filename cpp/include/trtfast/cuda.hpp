@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -150,5 +151,47 @@ class PinnedBuffer {
 };
 
 void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream);
+
+// cudaMalloc and cudaHostAlloc calls made by DeviceBuffer and PinnedBuffer since the process
+// started: lets tests prove a hot path allocates nothing.
+std::uint64_t allocation_count() noexcept;
+
+// A captured CUDA graph (the template); instantiate it to launch it.
+class Graph {
+ public:
+  Graph() noexcept = default;
+  explicit Graph(cudaGraph_t graph) noexcept : graph_(graph) {}  // takes ownership
+  ~Graph();
+  Graph(Graph&& other) noexcept;
+  Graph& operator=(Graph&& other) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  cudaGraph_t get() const noexcept { return graph_; }
+  std::size_t node_count() const;
+
+ private:
+  void reset() noexcept;
+  cudaGraph_t graph_ = nullptr;
+};
+
+// An instantiated graph: what is launched.
+class GraphExec {
+ public:
+  GraphExec() noexcept = default;
+  explicit GraphExec(const Graph& graph);
+  ~GraphExec();
+  GraphExec(GraphExec&& other) noexcept;
+  GraphExec& operator=(GraphExec&& other) noexcept;
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+
+  cudaGraphExec_t get() const noexcept { return exec_; }
+  void launch(StreamView stream) const;
+
+ private:
+  void reset() noexcept;
+  cudaGraphExec_t exec_ = nullptr;
+};
 
 }  // namespace trtfast::cuda

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "trtfast/executor.hpp"
 #include "trtfast/tensorrt_library.hpp"
 
 namespace trtfast {
@@ -66,12 +67,20 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   std::unique_ptr<Impl> impl_;
 };
 
-class DeserializedEngine {
+class DeserializedEngine final : public Engine,
+                                 public std::enable_shared_from_this<DeserializedEngine> {
  public:
-  ~DeserializedEngine();
+  ~DeserializedEngine() override;
   DeserializedEngine(const DeserializedEngine&) = delete;
   DeserializedEngine& operator=(const DeserializedEngine&) = delete;
   int num_io_tensors() const;
+
+  // Names, dtypes, shapes (-1 dynamic) and profile ranges, read from the engine once.
+  // Throws Error for engines sessions cannot drive (shape-tensor inputs in host memory).
+  const Signature& signature() const override;
+  int device() const noexcept override;
+  // A new execution context (one per session), holding this engine alive.
+  std::unique_ptr<Executor> create_executor() override;
 
   struct Impl;
 

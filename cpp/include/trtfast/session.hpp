@@ -1,0 +1,155 @@
+// Everything per call: one executor, a stream, device buffers sized for the profile maximum,
+// pinned staging, and an LRU cache of CUDA graphs keyed by input shapes and bound addresses.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trtfast/cuda.hpp"
+#include "trtfast/executor.hpp"
+#include "trtfast/signature.hpp"
+
+namespace trtfast {
+
+struct SessionOptions {
+  bool cuda_graph = true;
+  cuda::SyncMode sync = cuda::SyncMode::Spin;
+  // Join the caller's stream (ordered both ways with events) instead of only the session's own.
+  bool use_caller_stream = false;
+  cudaStream_t caller_stream = nullptr;
+  std::size_t graph_cache_size = 16;
+  // Told when the session falls back from CUDA graphs; may be called without the GIL.
+  std::function<void(const std::string&)> warn;
+};
+
+// Where an output goes, per call.
+enum class OutputTarget {
+  Host,    // caller's host memory (data set), or the session's pinned staging (data null)
+  Device,  // caller's device memory (data set)
+  Pooled,  // a session-owned device buffer handed to the caller (see DeviceOutput)
+};
+
+struct OutputArg {
+  OutputTarget target = OutputTarget::Host;
+  TensorArg tensor;  // data, dtype, shape of the caller's buffer for Host/Device with data
+};
+
+// A device result owned by the caller: `owner` keeps the memory alive (pooled buffers return to
+// the session's pool when the last owner is gone).
+struct DeviceOutput {
+  std::shared_ptr<const void> owner;
+  void* data = nullptr;
+};
+
+struct SessionStats {
+  std::uint64_t calls = 0;
+  std::uint64_t graph_launches = 0;
+  std::uint64_t graph_captures = 0;
+  std::uint64_t plain_runs = 0;       // calls run by enqueue (graphs off, first call of a key)
+  std::uint64_t executor_calls = 0;   // shape/address/profile calls into the executor
+  std::size_t cached_graphs = 0;
+  bool graphs_enabled = true;
+};
+
+// Not thread-safe: one thread at a time (a pool of sessions serves many threads).
+class Session {
+ public:
+  Session(std::shared_ptr<Engine> engine, SessionOptions options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const Signature& signature() const noexcept { return executor_->signature(); }
+  int device() const noexcept { return device_; }
+  cudaStream_t stream() const noexcept { return stream_.get(); }
+  const SessionOptions& options() const noexcept { return options_; }
+  SessionStats stats() const noexcept;
+  bool data_dependent(int output) const noexcept;
+
+  // Step 1: checks the inputs (signature order) and readies the executor for their shapes.
+  void prepare(const TensorArg* inputs);
+  // After prepare: the shape each output will have; -1 where it depends on the data (known
+  // after execute).
+  const Dims& output_shape(int output) const noexcept;
+  // Checks a caller's buffer for output `output` against the prepared shape.
+  void check_output(int output, const TensorArg& buffer) const;
+  // Step 2 (no Python needed): stages host inputs, runs (graph replay or enqueue), copies host
+  // outputs, synchronizes. Pooled outputs are returned in `pooled` (one slot per output); Host
+  // outputs without data stay in pinned staging (host_result). Throws on any failure.
+  void execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
+  // prepare + execute.
+  void run(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
+  // After execute: each output's shape, data-dependent ones included.
+  const Dims& result_shape(int output) const noexcept;
+  // A Host output run without a buffer: its bytes in pinned staging, valid until the next call.
+  const void* host_result(int output) const noexcept;
+  // Orders this session's next work after what `producer` has queued so far (an event recorded
+  // there, waited on here). cudaStreamLegacy names the default stream.
+  void order_after(cudaStream_t producer);
+
+ private:
+  struct Staging;
+  struct GraphEntry;
+  class DataDependentAllocator;
+  struct Block;
+
+  void size_buffers();
+  Staging& input_staging(int input);
+  Staging& output_staging(int output);
+  std::shared_ptr<Block> acquire_block();
+  void resolve_addresses(const TensorArg* inputs, const OutputArg* outputs,
+                         std::shared_ptr<Block>& block);
+  void bind_addresses();  // hands this call's addresses to the executor where they changed
+  void build_key(const TensorArg* inputs, const OutputArg* outputs);
+  void record_work(const TensorArg* inputs, const OutputArg* outputs);
+  void run_plain(const TensorArg* inputs, const OutputArg* outputs);
+  bool capture(const TensorArg* inputs, const OutputArg* outputs);
+  void disable_graphs(const std::string& reason);
+  void synchronize();
+  void finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled);
+
+  std::shared_ptr<Engine> engine_;
+  int device_;
+  SessionOptions options_;
+  std::unique_ptr<Executor> executor_;
+  cuda::Stream stream_;
+  cuda::Event ordering_event_;
+  cuda::Event done_event_;
+  std::size_t num_inputs_;
+  std::size_t num_outputs_;
+
+  // Capacity in bytes each tensor needs at its largest profile shape.
+  std::vector<std::size_t> input_capacity_;
+  std::vector<std::size_t> output_capacity_;
+  std::vector<bool> data_dependent_;
+  std::vector<std::unique_ptr<Staging>> input_staging_;
+  std::vector<std::unique_ptr<Staging>> output_staging_;
+  std::vector<std::size_t> block_offsets_;
+  std::size_t block_size_ = 0;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  cuda::DeviceBuffer scratch_;  // a non-null address for empty tensors
+
+  // What the executor currently holds, so it is called only for changes.
+  int current_profile_ = -1;
+  std::vector<Dims> current_shapes_;
+  std::vector<void*> current_input_addresses_;
+  std::vector<void*> current_output_addresses_;
+  std::vector<Dims> output_shapes_;
+  std::vector<Dims> result_shapes_;  // data-dependent outputs, as the executor reports them
+  std::vector<void*> input_addresses_;   // this call's
+  std::vector<void*> output_addresses_;  // this call's
+  std::vector<std::unique_ptr<DataDependentAllocator>> allocators_;
+  bool has_data_dependent_ = false;
+
+  std::vector<std::int64_t> key_;  // this call's graph key; capacity reserved up front
+  std::vector<std::unique_ptr<GraphEntry>> graphs_;
+  std::uint64_t tick_ = 0;
+  bool graphs_enabled_;
+  mutable SessionStats stats_;
+};
+
+}  // namespace trtfast

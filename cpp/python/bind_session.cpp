@@ -1,0 +1,497 @@
+// Engines, signatures and sessions. A call reads the caller's tensors with the GIL held, then
+// releases it from the first copy to the last synchronize.
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings.hpp"
+#include "tensors.hpp"
+#include "trtfast/cuda.hpp"
+#include "trtfast/error.hpp"
+#include "trtfast/executor.hpp"
+#include "trtfast/session.hpp"
+#include "trtfast/signature.hpp"
+
+namespace py = pybind11;
+
+namespace trtfast::python {
+
+namespace {
+
+py::tuple to_tuple(const Dims& shape) {
+  py::tuple result(static_cast<std::size_t>(shape.rank));
+  for (int i = 0; i < shape.rank; ++i) {
+    result[static_cast<std::size_t>(i)] = shape.d[static_cast<std::size_t>(i)];
+  }
+  return result;
+}
+
+Dims to_dims(const py::handle& shape) {
+  std::vector<std::int64_t> dims;
+  for (const py::handle item : shape) {
+    dims.push_back(item.cast<std::int64_t>());
+  }
+  return Dims::from(dims);
+}
+
+py::dict describe(const TensorInfo& tensor, bool is_input) {
+  py::dict entry;
+  entry["name"] = tensor.name;
+  entry["dtype"] = dtype_name(tensor.dtype);
+  entry["shape"] = to_tuple(tensor.shape);
+  entry["is_input"] = is_input;
+  py::list profiles;
+  for (const ProfileRange& range : tensor.profiles) {
+    profiles.append(py::make_tuple(to_tuple(range.min), to_tuple(range.opt), to_tuple(range.max)));
+  }
+  entry["profiles"] = py::tuple(profiles);
+  return entry;
+}
+
+Signature make_signature(const py::list& inputs, const py::list& outputs, int num_profiles) {
+  std::vector<TensorInfo> input_infos;
+  for (const py::handle item : inputs) {
+    const auto entry = item.cast<py::tuple>();
+    TensorInfo info;
+    info.name = entry[0].cast<std::string>();
+    info.dtype = dtype_from_name(entry[1].cast<std::string>());
+    info.shape = to_dims(entry[2]);
+    if (entry.size() > 3) {
+      for (const py::handle range : entry[3]) {
+        const auto triple = range.cast<py::tuple>();
+        info.profiles.push_back({to_dims(triple[0]), to_dims(triple[1]), to_dims(triple[2])});
+      }
+    }
+    input_infos.push_back(std::move(info));
+  }
+  std::vector<TensorInfo> output_infos;
+  for (const py::handle item : outputs) {
+    const auto entry = item.cast<py::tuple>();
+    TensorInfo info;
+    info.name = entry[0].cast<std::string>();
+    info.dtype = dtype_from_name(entry[1].cast<std::string>());
+    info.shape = to_dims(entry[2]);
+    output_infos.push_back(std::move(info));
+  }
+  return Signature(std::move(input_infos), std::move(output_infos), num_profiles);
+}
+
+// Marks a session busy for one call: a second thread gets a clear error, never a race.
+class CallScope {
+ public:
+  CallScope(std::atomic<bool>& busy, Keep& keep) : busy_(busy), keep_(keep) {
+    if (busy_.exchange(true)) {
+      throw Error("this Session is running a call on another thread; give each thread its own "
+                  "session, or use Session.submit or Engine.__call__, which keep a pool");
+    }
+  }
+  ~CallScope() {
+    keep_.clear();
+    busy_.store(false);
+  }
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+ private:
+  std::atomic<bool>& busy_;
+  Keep& keep_;
+};
+
+class PySession {
+ public:
+  PySession(std::shared_ptr<Engine> engine, bool cuda_graph, const std::string& sync,
+            const py::object& stream, std::size_t graph_cache_size) {
+    SessionOptions options;
+    options.cuda_graph = cuda_graph;
+    if (sync == "spin") {
+      options.sync = cuda::SyncMode::Spin;
+    } else if (sync == "blocking") {
+      options.sync = cuda::SyncMode::Blocking;
+    } else {
+      throw py::value_error("sync must be 'spin' or 'blocking', not '" + sync + "'");
+    }
+    if (!stream.is_none()) {
+      options.use_caller_stream = true;
+      options.caller_stream =
+          reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(stream.cast<std::uint64_t>()));
+    }
+    options.graph_cache_size = graph_cache_size;
+    // Called on the calling thread inside execute (without the GIL); emitted after it.
+    options.warn = [this](const std::string& message) { warnings_.push_back(message); };
+    {
+      py::gil_scoped_release release;
+      session_ = std::make_unique<Session>(std::move(engine), std::move(options));
+    }
+    reader_ = std::make_unique<TensorReader>(session_->signature());
+    const std::size_t inputs = session_->signature().inputs().size();
+    const std::size_t outputs = session_->signature().outputs().size();
+    inputs_.resize(inputs);
+    present_.assign(inputs, false);
+    outputs_.resize(outputs);
+    pooled_.resize(outputs);
+    results_.resize(outputs);
+    given_.assign(outputs, false);
+    keep_.reserve(2 * (inputs + outputs) + 2);
+  }
+
+  Session& session() const {
+    if (!session_) {
+      throw Error("this Session is closed");
+    }
+    return *session_;
+  }
+
+  py::object run(const py::args& args, const py::kwargs& kwargs) {
+    Session& session = this->session();
+    if (args.size() > 1) {
+      throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
+                           std::to_string(args.size()));
+    }
+    py::object out = py::none();
+    py::object named = py::none();
+    if (kwargs.size() > 0) {
+      named = kwargs;
+      if (kwargs.contains("out")) {
+        out = kwargs["out"];
+        PyDict_DelItemString(kwargs.ptr(), "out");
+      }
+    }
+    const py::object mapping = args.size() == 1 ? py::object(args[0]) : py::object(py::none());
+    const bool has_inputs = !mapping.is_none() || (kwargs.size() > 0);
+    if (!has_inputs && bound_) {
+      if (!out.is_none()) {
+        throw InputError("run() without inputs replays the bound call; its outputs were given "
+                         "to bind()");
+      }
+      return run_bound(session);
+    }
+    CallScope scope(busy_, keep_);
+    reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.stream());
+    for (cudaStream_t producer : keep_.streams()) {
+      session.order_after(producer);
+    }
+    session.prepare(inputs_.data());
+    const bool device_mode = any_device(inputs_);
+    read_outputs(session, out, device_mode, outputs_, keep_);
+    {
+      py::gil_scoped_release release;
+      session.execute(inputs_.data(), outputs_.data(), pooled_.data());
+    }
+    emit_warnings();
+    py::dict result;
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      result[reader_->output_name(static_cast<int>(j))] = result_object(session, j);
+      results_[j] = py::none();
+    }
+    return result;
+  }
+
+  py::dict bind(const py::object& inputs, const py::object& outputs) {
+    Session& session = this->session();
+    CallScope scope(busy_, keep_);
+    unbind();
+    bound_inputs_.resize(inputs_.size());
+    bound_outputs_.resize(outputs_.size());
+    reader_->read_inputs(inputs, py::none(), bound_inputs_, present_, bound_keep_,
+                         session.stream());
+    if (inputs.is_none() || !PyDict_Check(inputs.ptr())) {
+      // read_inputs held a dict copy; the caller's tensors must stay alive as long as the binding.
+      bound_keep_.hold(inputs);
+    } else {
+      bound_keep_.hold(py::dict(inputs));
+    }
+    for (cudaStream_t producer : bound_keep_.streams()) {
+      session.order_after(producer);
+    }
+    session.prepare(bound_inputs_.data());
+    const bool device_mode = any_device(bound_inputs_);
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      if (session.data_dependent(static_cast<int>(j))) {
+        throw InputError("output '" + session.signature().outputs()[j].name +
+                         "' has a data-dependent shape, so its buffer cannot be bound; call "
+                         "run(inputs) instead");
+      }
+    }
+    read_outputs(session, outputs, device_mode, bound_outputs_, bound_keep_);
+    // Outputs the caller did not give get buffers of their own for the binding's lifetime.
+    py::dict result;
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      OutputArg& target = bound_outputs_[j];
+      if (target.target == OutputTarget::Pooled) {
+        const TensorInfo& info = session.signature().outputs()[j];
+        DeviceArray array;
+        array.shape = session.output_shape(static_cast<int>(j));
+        array.dtype = info.dtype;
+        array.device = session.device();
+        auto buffer = std::make_shared<cuda::DeviceBuffer>(array.nbytes(), session.device());
+        array.data = buffer->data();
+        array.owner = std::move(buffer);
+        target.target = OutputTarget::Device;
+        target.tensor.data = array.data;
+        target.tensor.dtype = array.dtype;
+        target.tensor.shape = array.shape;
+        target.tensor.location = Location::Device;
+        target.tensor.device = array.device;
+        results_[j] = py::cast(std::move(array));
+      }
+      result[reader_->output_name(static_cast<int>(j))] = results_[j];
+      bound_keep_.hold(results_[j]);
+      results_[j] = py::none();
+    }
+    bound_result_ = result;
+    bound_ = true;
+    return result;
+  }
+
+  void unbind() {
+    bound_ = false;
+    bound_result_ = py::dict();
+    bound_keep_.clear();
+  }
+
+  void close() {
+    if (busy_.load()) {
+      throw Error("this Session is running a call on another thread; close it after the call");
+    }
+    unbind();
+    std::unique_ptr<Session> closing = std::move(session_);
+    py::gil_scoped_release release;
+    closing.reset();
+  }
+
+  bool closed() const noexcept { return !session_; }
+  bool bound() const noexcept { return bound_; }
+
+  py::dict stats() const {
+    const SessionStats stats = session().stats();
+    py::dict result;
+    result["calls"] = stats.calls;
+    result["graph_launches"] = stats.graph_launches;
+    result["graph_captures"] = stats.graph_captures;
+    result["plain_runs"] = stats.plain_runs;
+    result["executor_calls"] = stats.executor_calls;
+    result["cached_graphs"] = stats.cached_graphs;
+    result["graphs_enabled"] = stats.graphs_enabled;
+    return result;
+  }
+
+ private:
+  static bool any_device(const std::vector<TensorArg>& inputs) {
+    for (const TensorArg& arg : inputs) {
+      if (arg.location == Location::Device) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Outputs follow the inputs: host arrays in, numpy out; any device array in, device arrays out.
+  void read_outputs(Session& session, const py::object& out, bool device_mode,
+                    std::vector<OutputArg>& targets, Keep& keep) {
+    std::fill(given_.begin(), given_.end(), false);
+    if (!out.is_none()) {
+      py::dict given;
+      if (PyDict_Check(out.ptr())) {
+        given = py::reinterpret_borrow<py::dict>(out);
+      } else {
+        given = py::dict(out);
+      }
+      for (const auto& [name, value] : given) {
+        const int j = reader_->output_index(name);
+        const auto index = static_cast<std::size_t>(j);
+        OutputArg& target = targets[index];
+        reader_->read(value, session.signature().outputs()[index], true, target.tensor, keep,
+                      session.stream());
+        session.check_output(j, target.tensor);
+        target.target =
+            target.tensor.location == Location::Device ? OutputTarget::Device : OutputTarget::Host;
+        results_[index] = py::reinterpret_borrow<py::object>(value);
+        keep.hold(results_[index]);
+        given_[index] = true;
+      }
+    }
+    for (std::size_t j = 0; j < targets.size(); ++j) {
+      if (given_[j]) {
+        continue;
+      }
+      OutputArg& target = targets[j];
+      target.tensor = TensorArg{};
+      if (device_mode) {
+        target.target = OutputTarget::Pooled;
+        continue;
+      }
+      target.target = OutputTarget::Host;
+      if (session.data_dependent(static_cast<int>(j))) {
+        continue;  // its shape is known after the run: read from staging then
+      }
+      const py::object& dtype = reader_->output_dtype(static_cast<int>(j));
+      if (dtype.is_none()) {
+        throw InputError("output '" + session.signature().outputs()[j].name + "' is " +
+                         dtype_name(session.signature().outputs()[j].dtype) +
+                         ", which numpy cannot hold without ml_dtypes; install ml_dtypes or pass "
+                         "device arrays");
+      }
+      py::array array = new_numpy(dtype, session.output_shape(static_cast<int>(j)));
+      target.tensor.data = array.mutable_data();
+      results_[j] = std::move(array);
+    }
+  }
+
+  py::object result_object(Session& session, std::size_t j) {
+    const OutputArg& target = outputs_[j];
+    const TensorInfo& info = session.signature().outputs()[j];
+    if (target.target == OutputTarget::Pooled) {
+      DeviceArray array;
+      array.owner = std::move(pooled_[j].owner);
+      array.data = pooled_[j].data;
+      array.shape = session.result_shape(static_cast<int>(j));
+      array.dtype = info.dtype;
+      array.device = session.device();
+      pooled_[j] = DeviceOutput{};
+      return py::cast(std::move(array));
+    }
+    if (target.target == OutputTarget::Host && target.tensor.data == nullptr) {
+      const Dims& shape = session.result_shape(static_cast<int>(j));
+      const py::object& dtype = reader_->output_dtype(static_cast<int>(j));
+      if (dtype.is_none()) {
+        throw InputError("output '" + info.name + "' is " + dtype_name(info.dtype) +
+                         ", which numpy cannot hold without ml_dtypes; install ml_dtypes");
+      }
+      py::array array = new_numpy(dtype, shape);
+      const std::int64_t volume = shape.volume();
+      if (volume > 0) {
+        std::memcpy(array.mutable_data(), session.host_result(static_cast<int>(j)),
+                    static_cast<std::size_t>(volume) * dtype_size(info.dtype));
+      }
+      return std::move(array);
+    }
+    return results_[j];
+  }
+
+  py::dict run_bound(Session& session) {
+    CallScope scope(busy_, keep_);
+    session.prepare(bound_inputs_.data());
+    {
+      py::gil_scoped_release release;
+      session.execute(bound_inputs_.data(), bound_outputs_.data(), pooled_.data());
+    }
+    emit_warnings();
+    return bound_result_;
+  }
+
+  void emit_warnings() {
+    if (warnings_.empty()) {
+      return;
+    }
+    std::vector<std::string> pending = std::move(warnings_);
+    warnings_.clear();
+    for (const std::string& message : pending) {
+      if (PyErr_WarnEx(PyExc_RuntimeWarning, message.c_str(), 2) < 0) {
+        throw py::error_already_set();
+      }
+    }
+  }
+
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<TensorReader> reader_;
+  std::atomic<bool> busy_{false};
+  std::vector<std::string> warnings_;
+  // Per call, sized once.
+  std::vector<TensorArg> inputs_;
+  std::vector<bool> present_;
+  std::vector<OutputArg> outputs_;
+  std::vector<DeviceOutput> pooled_;
+  std::vector<py::object> results_;
+  std::vector<bool> given_;
+  Keep keep_;
+  // The bound call.
+  bool bound_ = false;
+  std::vector<TensorArg> bound_inputs_;
+  std::vector<OutputArg> bound_outputs_;
+  py::dict bound_result_;
+  Keep bound_keep_;
+};
+
+}  // namespace
+
+void bind_engine(py::module_& module) {
+  bind_device_array(module);
+
+  py::class_<Signature>(module, "Signature",
+                        "An engine's inputs and outputs: names, dtypes, shapes (-1 dynamic) and "
+                        "per-profile (min, opt, max) ranges.")
+      .def(py::init(&make_signature), py::arg("inputs"), py::arg("outputs"),
+           py::arg("num_profiles") = 1,
+           "inputs: [(name, dtype, shape, [(min, opt, max), ...])], outputs: [(name, dtype, "
+           "shape)]; static inputs may leave out their ranges.")
+      .def_property_readonly("inputs",
+                             [](const Signature& s) {
+                               py::list result;
+                               for (const TensorInfo& t : s.inputs()) {
+                                 result.append(describe(t, true));
+                               }
+                               return result;
+                             })
+      .def_property_readonly("outputs",
+                             [](const Signature& s) {
+                               py::list result;
+                               for (const TensorInfo& t : s.outputs()) {
+                                 result.append(describe(t, false));
+                               }
+                               return result;
+                             })
+      .def_property_readonly("num_profiles", &Signature::num_profiles)
+      .def(
+          "check",
+          [](const Signature& signature, const py::object& inputs, int device) {
+            TensorReader reader(signature);
+            std::vector<TensorArg> args(signature.inputs().size());
+            std::vector<bool> present(args.size(), false);
+            Keep keep;
+            reader.read_inputs(inputs, py::none(), args, present, keep, nullptr);
+            const int profile = signature.check_inputs(args.data(), device, -1);
+            keep.clear();
+            return profile;
+          },
+          py::arg("inputs"), py::arg("device") = 0,
+          "Checks a call's inputs as a session would; returns the profile that accepts them or "
+          "raises InputError.");
+
+  py::class_<Engine, std::shared_ptr<Engine>>(module, "Engine",
+                                              "Something sessions run: one executor each.")
+      .def_property_readonly("signature", &Engine::signature, py::return_value_policy::reference_internal)
+      .def_property_readonly("device", &Engine::device);
+}
+
+void bind_session(py::module_& module) {
+  py::class_<PySession>(module, "Session", py::dynamic_attr(),
+                        "One execution context with its stream, buffers and CUDA graphs. One "
+                        "thread at a time.")
+      .def(py::init<std::shared_ptr<Engine>, bool, const std::string&, const py::object&,
+                    std::size_t>(),
+           py::arg("engine"), py::arg("cuda_graph") = true, py::arg("sync") = "spin",
+           py::arg("stream") = py::none(), py::arg("graph_cache_size") = 16)
+      .def("run", &PySession::run,
+           "run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): "
+           "replays the bound call.")
+      .def("__call__", &PySession::run)
+      .def("bind", &PySession::bind, py::arg("inputs"), py::arg("outputs") = py::none())
+      .def("unbind", &PySession::unbind)
+      .def("close", &PySession::close)
+      .def_property_readonly("closed", &PySession::closed)
+      .def_property_readonly("bound", &PySession::bound)
+      .def_property_readonly("stats", &PySession::stats)
+      .def_property_readonly("stream",
+                             [](const PySession& s) {
+                               return reinterpret_cast<std::uintptr_t>(s.session().stream());
+                             })
+      .def_property_readonly("device", [](const PySession& s) { return s.session().device(); });
+}
+
+}  // namespace trtfast::python

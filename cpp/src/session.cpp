@@ -1,0 +1,605 @@
+#include "trtfast/session.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "trtfast/error.hpp"
+
+namespace trtfast {
+
+namespace {
+
+constexpr std::size_t kAlignment = 256;  // what cudaMalloc guarantees and TensorRT expects
+
+std::size_t align_up(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+std::size_t byte_size(const Dims& shape, DataType dtype) {
+  const std::int64_t volume = shape.volume();
+  return volume <= 0 ? 0 : static_cast<std::size_t>(volume) * dtype_size(dtype);
+}
+
+// Makes the session's device current for one call; the caller's device is restored after it.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) {
+      TRTFAST_CUDA_CHECK(cudaSetDevice(device));
+    }
+    changed_ = previous_ != device;
+  }
+  ~DeviceScope() {
+    if (changed_) {
+      cudaSetDevice(previous_);
+    }
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+std::int64_t as_key(const void* address) {
+  return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(address));
+}
+
+}  // namespace
+
+// Memory for a tensor passed in host memory: the session's device buffer, and pinned staging
+// that the device copies from and to (the only host memory CUDA copies asynchronously).
+struct Session::Staging {
+  cuda::DeviceBuffer device;
+  cuda::PinnedBuffer pinned;
+};
+
+struct Session::GraphEntry {
+  std::vector<std::int64_t> key;
+  cuda::GraphExec exec;
+  bool empty = false;  // nothing was captured: nothing to launch
+  std::uint64_t last_used = 0;
+};
+
+// One device allocation holding every output of one call, handed to the caller. It goes back to
+// the pool when the caller drops the last result pointing into it.
+struct Session::Block {
+  cuda::DeviceBuffer buffer;
+};
+
+class Session::DataDependentAllocator final : public OutputAllocator {
+ public:
+  explicit DataDependentAllocator(Session& session) : session_(session) {}
+
+  void* reallocate(int output, std::size_t bytes, cudaStream_t /*stream*/) noexcept override {
+    try {
+      Staging& staging = session_.output_staging(output);
+      if (staging.device.size() < bytes) {
+        staging.device = cuda::DeviceBuffer(align_up(bytes + bytes / 2), session_.device_);
+      }
+      return staging.device.data();
+    } catch (...) {
+      return nullptr;  // the executor fails the enqueue, which throws
+    }
+  }
+
+  void notify_shape(int output, const Dims& shape) noexcept override {
+    session_.result_shapes_[static_cast<std::size_t>(output)] = shape;
+  }
+
+ private:
+  Session& session_;
+};
+
+Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
+    : engine_(std::move(engine)),
+      device_(engine_->device()),
+      options_(std::move(options)),
+      executor_(engine_->create_executor()),
+      stream_(device_),
+      ordering_event_(device_),
+      done_event_(device_, false, options_.sync),
+      num_inputs_(executor_->signature().inputs().size()),
+      num_outputs_(executor_->signature().outputs().size()),
+      scratch_(kAlignment, device_),
+      graphs_enabled_(options_.cuda_graph && options_.graph_cache_size > 0) {
+  DeviceScope scope(device_);
+  input_capacity_.assign(num_inputs_, kAlignment);
+  output_capacity_.assign(num_outputs_, kAlignment);
+  data_dependent_.assign(num_outputs_, false);
+  input_staging_.resize(num_inputs_);
+  output_staging_.resize(num_outputs_);
+  current_shapes_.assign(num_inputs_, Dims{});
+  for (Dims& shape : current_shapes_) {
+    shape.rank = -1;  // nothing set yet
+  }
+  current_input_addresses_.assign(num_inputs_, nullptr);
+  current_output_addresses_.assign(num_outputs_, nullptr);
+  input_addresses_.assign(num_inputs_, nullptr);
+  output_addresses_.assign(num_outputs_, nullptr);
+  output_shapes_.assign(num_outputs_, Dims{});
+  result_shapes_.assign(num_outputs_, Dims{});
+  key_.reserve(1 + num_inputs_ * (kMaxRank + 3) + num_outputs_ * 2);
+  graphs_.reserve(options_.graph_cache_size);
+  size_buffers();
+  stats_.graphs_enabled = graphs_enabled_;
+}
+
+Session::~Session() {
+  // Work in flight still reads the buffers freed below.
+  cudaStreamSynchronize(stream_.get());
+}
+
+void Session::size_buffers() {
+  const Signature& sig = signature();
+  for (const auto* tensors : {&sig.inputs(), &sig.outputs()}) {
+    for (const TensorInfo& tensor : *tensors) {
+      if (dtype_size(tensor.dtype) == 0) {
+        throw Error("tensor '" + tensor.name + "' has the packed dtype " +
+                    dtype_name(tensor.dtype) + ", which trtfast sessions do not support");
+      }
+    }
+  }
+  for (int profile = 0; profile < sig.num_profiles(); ++profile) {
+    executor_->select_profile(profile, stream_.get());
+    for (std::size_t i = 0; i < num_inputs_; ++i) {
+      const TensorInfo& input = sig.inputs()[i];
+      const Dims& largest = input.profiles[static_cast<std::size_t>(profile)].max;
+      executor_->set_input_shape(static_cast<int>(i), largest);
+      input_capacity_[i] = std::max(input_capacity_[i], align_up(byte_size(largest, input.dtype)));
+    }
+    for (std::size_t j = 0; j < num_outputs_; ++j) {
+      const Dims shape = executor_->output_shape(static_cast<int>(j));
+      if (shape.is_dynamic()) {
+        data_dependent_[j] = true;
+      } else {
+        output_capacity_[j] =
+            std::max(output_capacity_[j], align_up(byte_size(shape, sig.outputs()[j].dtype)));
+      }
+    }
+  }
+  stream_.synchronize();
+  current_profile_ = -1;  // select again on the first call, with its shapes
+  has_data_dependent_ = std::find(data_dependent_.begin(), data_dependent_.end(), true) !=
+                        data_dependent_.end();
+  if (has_data_dependent_) {
+    allocators_.push_back(std::make_unique<DataDependentAllocator>(*this));
+    for (std::size_t j = 0; j < num_outputs_; ++j) {
+      if (data_dependent_[j]) {
+        executor_->set_output_allocator(static_cast<int>(j), allocators_.back().get());
+      }
+    }
+    // TensorRT cannot capture engines with data-dependent shapes in a graph.
+    graphs_enabled_ = false;
+  }
+  block_offsets_.assign(num_outputs_, 0);
+  block_size_ = 0;
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    block_offsets_[j] = block_size_;
+    block_size_ += data_dependent_[j] ? 0 : output_capacity_[j];
+  }
+}
+
+SessionStats Session::stats() const noexcept {
+  stats_.cached_graphs = graphs_.size();
+  stats_.graphs_enabled = graphs_enabled_;
+  return stats_;
+}
+
+bool Session::data_dependent(int output) const noexcept {
+  return data_dependent_[static_cast<std::size_t>(output)];
+}
+
+const Dims& Session::output_shape(int output) const noexcept {
+  return output_shapes_[static_cast<std::size_t>(output)];
+}
+
+const Dims& Session::result_shape(int output) const noexcept {
+  const auto j = static_cast<std::size_t>(output);
+  return data_dependent_[j] ? result_shapes_[j] : output_shapes_[j];
+}
+
+const void* Session::host_result(int output) const noexcept {
+  const auto& staging = output_staging_[static_cast<std::size_t>(output)];
+  return staging ? staging->pinned.data() : nullptr;
+}
+
+Session::Staging& Session::input_staging(int input) {
+  auto& staging = input_staging_[static_cast<std::size_t>(input)];
+  if (!staging) {
+    const std::size_t capacity = input_capacity_[static_cast<std::size_t>(input)];
+    auto created = std::make_unique<Staging>();
+    created->device = cuda::DeviceBuffer(capacity, device_);
+    created->pinned = cuda::PinnedBuffer(capacity);
+    staging = std::move(created);
+    graphs_.clear();  // captured graphs never refer to freed or new memory
+  }
+  return *staging;
+}
+
+Session::Staging& Session::output_staging(int output) {
+  auto& staging = output_staging_[static_cast<std::size_t>(output)];
+  if (!staging) {
+    const std::size_t capacity = output_capacity_[static_cast<std::size_t>(output)];
+    auto created = std::make_unique<Staging>();
+    created->device = cuda::DeviceBuffer(capacity, device_);
+    created->pinned = cuda::PinnedBuffer(capacity);
+    staging = std::move(created);
+    graphs_.clear();
+  }
+  return *staging;
+}
+
+std::shared_ptr<Session::Block> Session::acquire_block() {
+  for (const std::shared_ptr<Block>& block : blocks_) {
+    if (block.use_count() == 1) {  // nobody outside the pool holds it
+      return block;
+    }
+  }
+  auto block = std::make_shared<Block>();
+  block->buffer = cuda::DeviceBuffer(std::max(block_size_, kAlignment), device_);
+  blocks_.push_back(block);
+  return block;
+}
+
+void Session::order_after(cudaStream_t producer) {
+  DeviceScope scope(device_);
+  ordering_event_.record(cuda::StreamView(producer));
+  TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ordering_event_.get(), 0));
+}
+
+void Session::prepare(const TensorArg* inputs) {
+  const Signature& sig = signature();
+  const int profile = sig.check_inputs(inputs, device_, current_profile_);
+  DeviceScope scope(device_);
+  bool changed = false;
+  if (profile != current_profile_) {
+    current_profile_ = -1;  // unknown until the switch succeeds
+    executor_->select_profile(profile, stream_.get());
+    ++stats_.executor_calls;
+    current_profile_ = profile;
+    for (Dims& shape : current_shapes_) {
+      shape.rank = -1;
+    }
+    std::fill(current_input_addresses_.begin(), current_input_addresses_.end(), nullptr);
+    std::fill(current_output_addresses_.begin(), current_output_addresses_.end(), nullptr);
+    changed = true;
+  }
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (inputs[i].shape != current_shapes_[i]) {
+      current_shapes_[i].rank = -1;
+      executor_->set_input_shape(static_cast<int>(i), inputs[i].shape);
+      ++stats_.executor_calls;
+      current_shapes_[i] = inputs[i].shape;
+      changed = true;
+    }
+  }
+  if (!changed) {
+    return;
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    output_shapes_[j] = executor_->output_shape(static_cast<int>(j));
+    ++stats_.executor_calls;
+    if (data_dependent_[j]) {
+      continue;
+    }
+    const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
+    if (bytes > output_capacity_[j]) {
+      // An output larger than at the profile maximum: rare, so grow rather than refuse.
+      output_capacity_[j] = align_up(bytes);
+      output_staging_[j].reset();
+      blocks_.clear();  // blocks still held by callers live on through their owners
+      block_size_ = 0;
+      for (std::size_t k = 0; k < num_outputs_; ++k) {
+        block_offsets_[k] = block_size_;
+        block_size_ += data_dependent_[k] ? 0 : output_capacity_[k];
+      }
+      graphs_.clear();
+    }
+  }
+}
+
+void Session::check_output(int output, const TensorArg& buffer) const {
+  const auto j = static_cast<std::size_t>(output);
+  if (data_dependent_[j]) {
+    throw InputError("output '" + signature().outputs()[j].name +
+                     "': its shape depends on the data, so no buffer can be given for it");
+  }
+  signature().check_output(output, buffer, output_shapes_[j], device_);
+}
+
+void Session::resolve_addresses(const TensorArg* inputs, const OutputArg* outputs,
+                                std::shared_ptr<Block>& block) {
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    const TensorArg& arg = inputs[i];
+    void* address = nullptr;
+    if (arg.location == Location::Device) {
+      address = arg.shape.volume() == 0 ? scratch_.data() : arg.data;
+    } else {
+      address = input_staging(static_cast<int>(i)).device.data();
+    }
+    input_addresses_[i] = address;
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    const OutputArg& out = outputs[j];
+    void* address = nullptr;
+    if (data_dependent_[j] || out.target == OutputTarget::Host) {
+      address = output_staging(static_cast<int>(j)).device.data();
+    } else if (out.target == OutputTarget::Device) {
+      address = output_shapes_[j].volume() == 0 ? scratch_.data() : out.tensor.data;
+    } else {
+      if (!block) {
+        block = acquire_block();
+      }
+      address = static_cast<char*>(block->buffer.data()) + block_offsets_[j];
+    }
+    output_addresses_[j] = address;
+  }
+}
+
+void Session::bind_addresses() {
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (input_addresses_[i] != current_input_addresses_[i]) {
+      current_input_addresses_[i] = nullptr;
+      executor_->set_input_address(static_cast<int>(i), input_addresses_[i]);
+      ++stats_.executor_calls;
+      current_input_addresses_[i] = input_addresses_[i];
+    }
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (output_addresses_[j] != current_output_addresses_[j]) {
+      current_output_addresses_[j] = nullptr;
+      executor_->set_output_address(static_cast<int>(j), output_addresses_[j]);
+      ++stats_.executor_calls;
+      current_output_addresses_[j] = output_addresses_[j];
+    }
+  }
+}
+
+void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
+  key_.clear();
+  key_.push_back(current_profile_);
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    const TensorArg& arg = inputs[i];
+    key_.push_back(arg.location == Location::Host ? -arg.shape.rank - 1 : arg.shape.rank);
+    for (int k = 0; k < arg.shape.rank; ++k) {
+      key_.push_back(arg.shape.d[static_cast<std::size_t>(k)]);
+    }
+    key_.push_back(as_key(input_addresses_[i]));
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    key_.push_back(static_cast<std::int64_t>(outputs[j].target));
+    key_.push_back(as_key(output_addresses_[j]));
+  }
+}
+
+// The device work of one call, the same whether run directly or captured into a graph.
+void Session::record_work(const TensorArg* inputs, const OutputArg* outputs) {
+  const Signature& sig = signature();
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (inputs[i].location == Location::Host) {
+      Staging& staging = *input_staging_[i];
+      cuda::copy_async(staging.device.data(), staging.pinned.data(),
+                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), stream_.view());
+    }
+  }
+  executor_->enqueue(stream_.get());
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
+      Staging& staging = *output_staging_[j];
+      cuda::copy_async(staging.pinned.data(), staging.device.data(),
+                       byte_size(output_shapes_[j], sig.outputs()[j].dtype), stream_.view());
+    }
+  }
+}
+
+void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs) {
+  record_work(inputs, outputs);
+  ++stats_.plain_runs;
+}
+
+void Session::disable_graphs(const std::string& reason) {
+  graphs_enabled_ = false;
+  graphs_.clear();
+  if (options_.warn) {
+    options_.warn("CUDA graph capture failed, so this session runs without CUDA graphs from now "
+                  "on: " + reason);
+  }
+}
+
+bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
+  // Thread-local: other threads' CUDA calls neither break this capture nor fail because of it.
+  cudaError_t status = cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    disable_graphs(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(status));
+    return false;
+  }
+  std::string failure;
+  try {
+    record_work(inputs, outputs);
+  } catch (const std::exception& error) {
+    failure = error.what();
+  }
+  cudaGraph_t raw = nullptr;
+  status = cudaStreamEndCapture(stream_.get(), &raw);
+  cuda::Graph graph(raw);
+  if (failure.empty() && status != cudaSuccess) {
+    failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(status);
+  }
+  cudaGetLastError();  // a broken capture leaves a (non-sticky) error behind
+  if (failure.empty() && raw == nullptr) {
+    failure = "cudaStreamEndCapture returned no graph";
+  }
+  if (!failure.empty()) {
+    disable_graphs(failure);
+    return false;
+  }
+  auto entry = std::make_unique<GraphEntry>();
+  try {
+    entry->empty = graph.node_count() == 0;
+    if (!entry->empty) {
+      entry->exec = cuda::GraphExec(graph);
+    }
+  } catch (const std::exception& error) {
+    disable_graphs(error.what());
+    return false;
+  }
+  entry->key = key_;
+  entry->last_used = ++tick_;
+  if (graphs_.size() >= options_.graph_cache_size) {
+    auto oldest = std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
+      return a->last_used < b->last_used;
+    });
+    graphs_.erase(oldest);
+  }
+  graphs_.push_back(std::move(entry));
+  ++stats_.graph_captures;
+  return true;
+}
+
+void Session::synchronize() {
+  done_event_.record(stream_.view());
+  done_event_.synchronize();  // spins or blocks, as the event was created
+}
+
+void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled) {
+  const Signature& sig = signature();
+  DeviceScope scope(device_);
+  std::shared_ptr<Block> block;
+  resolve_addresses(inputs, outputs, block);
+
+  bool device_io = false;
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (inputs[i].location == Location::Host) {
+      // The previous call synchronized, so no copy still reads this staging buffer.
+      const std::size_t bytes = byte_size(inputs[i].shape, sig.inputs()[i].dtype);
+      if (bytes > 0) {
+        std::memcpy(input_staging_[i]->pinned.data(), inputs[i].data, bytes);
+      }
+    } else {
+      device_io = true;
+    }
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    device_io = device_io || outputs[j].target != OutputTarget::Host;
+  }
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (data_dependent_[j]) {
+      result_shapes_[j].rank = -1;
+    }
+  }
+
+  try {
+    // Device memory the caller hands over may still be written by work it queued: on its
+    // stream, or (without one) on the default stream, where torch and cupy work by default.
+    if (options_.use_caller_stream) {
+      order_after(options_.caller_stream);
+    } else if (device_io) {
+      order_after(cudaStreamLegacy);
+    }
+    bool done = false;
+    if (graphs_enabled_) {
+      // A replay needs nothing from the executor: the graph holds the addresses.
+      build_key(inputs, outputs);
+      for (const auto& entry : graphs_) {
+        if (entry->key == key_) {
+          entry->last_used = ++tick_;
+          if (!entry->empty) {
+            entry->exec.launch(stream_.view());
+          }
+          ++stats_.graph_launches;
+          done = true;
+          break;
+        }
+      }
+      if (!done) {
+        // Enqueue once outside capture (first enqueues may allocate or synchronize), then
+        // capture the same work for the calls to come.
+        bind_addresses();
+        run_plain(inputs, outputs);
+        capture(inputs, outputs);
+        done = true;
+      }
+    }
+    if (!done) {
+      bind_addresses();
+      run_plain(inputs, outputs);
+    }
+    if (options_.use_caller_stream) {
+      ordering_event_.record(stream_.view());
+      TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(options_.caller_stream, ordering_event_.get(), 0));
+    }
+    synchronize();
+    if (has_data_dependent_) {
+      finish_data_dependent(outputs, pooled);
+    }
+  } catch (...) {
+    // Leave nothing in flight that reads the buffers of a failed call.
+    cudaStreamSynchronize(stream_.get());
+    cudaGetLastError();
+    throw;
+  }
+  ++stats_.calls;
+
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (data_dependent_[j]) {
+      continue;
+    }
+    const OutputArg& out = outputs[j];
+    if (out.target == OutputTarget::Host && out.tensor.data != nullptr) {
+      const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
+      if (bytes > 0) {
+        std::memcpy(out.tensor.data, output_staging_[j]->pinned.data(), bytes);
+      }
+    } else if (out.target == OutputTarget::Pooled) {
+      // Aliasing: shares the block's count, allocates nothing.
+      pooled[j].owner = std::shared_ptr<const void>(block, output_addresses_[j]);
+      pooled[j].data = output_addresses_[j];
+    }
+  }
+}
+
+void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled) {
+  const Signature& sig = signature();
+  bool copied = false;
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (!data_dependent_[j]) {
+      continue;
+    }
+    const Dims& shape = result_shapes_[j];
+    if (shape.rank < 0 || shape.is_dynamic()) {
+      throw Error("the engine did not report the shape of output '" + sig.outputs()[j].name + "'");
+    }
+    const std::size_t bytes = byte_size(shape, sig.outputs()[j].dtype);
+    Staging& staging = output_staging(static_cast<int>(j));
+    if (outputs[j].target == OutputTarget::Pooled) {
+      auto buffer = std::make_shared<cuda::DeviceBuffer>(bytes, device_);
+      cuda::copy_async(buffer->data(), staging.device.data(), bytes, stream_.view());
+      pooled[j].data = buffer->data();
+      pooled[j].owner = std::move(buffer);
+    } else {
+      if (staging.pinned.size() < bytes) {
+        staging.pinned = cuda::PinnedBuffer(align_up(bytes + bytes / 2));
+      }
+      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes, stream_.view());
+    }
+    copied = true;
+  }
+  if (copied) {
+    synchronize();
+  }
+}
+
+void Session::run(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled) {
+  prepare(inputs);
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (outputs[j].target != OutputTarget::Pooled && outputs[j].tensor.data != nullptr) {
+      check_output(static_cast<int>(j), outputs[j].tensor);
+    }
+  }
+  execute(inputs, outputs, pooled);
+}
+
+}  // namespace trtfast

@@ -1,0 +1,245 @@
+// The execution interface over TensorRT's IExecutionContext; compiled only where NVIDIA's headers
+// exist (tensorrt_executor_unavailable.cpp otherwise).
+#include <NvInferRuntime.h>
+#include <NvInferVersion.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensorrt_internal.hpp"
+#include "trtfast/cuda.hpp"
+#include "trtfast/error.hpp"
+#include "trtfast/executor.hpp"
+#include "trtfast/tensorrt_runtime.hpp"
+
+static_assert(NV_TENSORRT_MAJOR >= 10, "trtfast needs TensorRT 10 or newer (enqueueV3, Dims64)");
+
+namespace trtfast {
+
+namespace {
+
+Dims from_tensorrt(const nvinfer1::Dims& dims, const char* tensor) {
+  if (dims.nbDims < 0 || dims.nbDims > kMaxRank) {
+    throw Error(std::string("TensorRT reported no valid shape for tensor '") + tensor + "'");
+  }
+  Dims result;
+  result.rank = dims.nbDims;
+  for (int i = 0; i < dims.nbDims; ++i) {
+    result.d[static_cast<std::size_t>(i)] = dims.d[i];
+  }
+  return result;
+}
+
+nvinfer1::Dims to_tensorrt(const Dims& dims) {
+  nvinfer1::Dims result{};
+  result.nbDims = dims.rank;
+  for (int i = 0; i < dims.rank; ++i) {
+    result.d[i] = dims.d[static_cast<std::size_t>(i)];
+  }
+  return result;
+}
+
+DataType from_tensorrt(nvinfer1::DataType dtype, const char* tensor) {
+  switch (static_cast<int>(dtype)) {
+    case static_cast<int>(nvinfer1::DataType::kFLOAT): return DataType::Float32;
+    case static_cast<int>(nvinfer1::DataType::kHALF): return DataType::Float16;
+    case static_cast<int>(nvinfer1::DataType::kINT8): return DataType::Int8;
+    case static_cast<int>(nvinfer1::DataType::kINT32): return DataType::Int32;
+    case static_cast<int>(nvinfer1::DataType::kBOOL): return DataType::Bool;
+    case static_cast<int>(nvinfer1::DataType::kUINT8): return DataType::UInt8;
+    case static_cast<int>(nvinfer1::DataType::kFP8): return DataType::Float8E4M3;
+    case static_cast<int>(nvinfer1::DataType::kBF16): return DataType::BFloat16;
+    case static_cast<int>(nvinfer1::DataType::kINT64): return DataType::Int64;
+    case static_cast<int>(nvinfer1::DataType::kINT4): return DataType::Int4;
+    // Values, not names: older 10.x headers lack these enumerators.
+    case 10: return DataType::Float4E2M1;
+    case 11: return DataType::Float8E8M0;
+    default:
+      throw Error(std::string("tensor '") + tensor + "' has TensorRT data type " +
+                  std::to_string(static_cast<int>(dtype)) + ", which trtfast does not know");
+  }
+}
+
+[[noreturn]] void throw_logged(const std::string& what, const LoggedErrors& errors) {
+  throw Error(what + (errors.messages().empty() ? "" : ": " + errors.joined()));
+}
+
+Signature read_signature(const nvinfer1::ICudaEngine& engine) {
+  const int num_profiles = engine.getNbOptimizationProfiles();
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+  for (int i = 0; i < engine.getNbIOTensors(); ++i) {
+    const char* name = engine.getIOTensorName(i);
+    TensorInfo info;
+    info.name = name;
+    info.dtype = from_tensorrt(engine.getTensorDataType(name), name);
+    info.shape = from_tensorrt(engine.getTensorShape(name), name);
+    const bool is_input = engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
+    if (engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST) {
+      throw Error(std::string("tensor '") + name + "' lives in host memory (a shape tensor); "
+                  "trtfast sessions run engines whose inputs and outputs are on the device");
+    }
+    if (is_input && info.shape.is_dynamic()) {
+      for (int profile = 0; profile < num_profiles; ++profile) {
+        ProfileRange range;
+        range.min = from_tensorrt(
+            engine.getProfileShape(name, profile, nvinfer1::OptProfileSelector::kMIN), name);
+        range.opt = from_tensorrt(
+            engine.getProfileShape(name, profile, nvinfer1::OptProfileSelector::kOPT), name);
+        range.max = from_tensorrt(
+            engine.getProfileShape(name, profile, nvinfer1::OptProfileSelector::kMAX), name);
+        info.profiles.push_back(range);
+      }
+    }
+    (is_input ? inputs : outputs).push_back(std::move(info));
+  }
+  return Signature(std::move(inputs), std::move(outputs), num_profiles);
+}
+
+// Hands TensorRT's requests for data-dependent outputs to the session's allocator.
+class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
+ public:
+  OutputAllocatorAdapter(OutputAllocator* target, int output) : target_(target), output_(output) {}
+
+  void* reallocateOutputAsync(char const* /*tensorName*/, void* /*currentMemory*/, std::uint64_t size,
+                              std::uint64_t alignment, cudaStream_t stream) noexcept override {
+    void* memory = target_->reallocate(output_, static_cast<std::size_t>(size), stream);
+    if (memory != nullptr && alignment > 1 &&
+        reinterpret_cast<std::uintptr_t>(memory) % alignment != 0) {
+      return nullptr;
+    }
+    return memory;
+  }
+
+  void notifyShape(char const* tensorName, nvinfer1::Dims const& dims) noexcept override {
+    try {
+      target_->notify_shape(output_, from_tensorrt(dims, tensorName));
+    } catch (...) {
+      // An invalid shape is left unreported; the session then fails the call.
+    }
+  }
+
+ private:
+  OutputAllocator* target_;
+  int output_;
+};
+
+class TensorRTExecutor final : public Executor {
+ public:
+  TensorRTExecutor(std::shared_ptr<DeserializedEngine> engine,
+                   nvinfer1::IExecutionContext* context)
+      : engine_(std::move(engine)), context_(context), signature_(engine_->signature()) {
+    for (const TensorInfo& input : signature_.inputs()) {
+      input_names_.push_back(input.name.c_str());
+    }
+    for (const TensorInfo& output : signature_.outputs()) {
+      output_names_.push_back(output.name.c_str());
+    }
+    allocators_.resize(output_names_.size());
+  }
+
+  ~TensorRTExecutor() override { delete context_; }
+
+  TensorRTExecutor(const TensorRTExecutor&) = delete;
+  TensorRTExecutor& operator=(const TensorRTExecutor&) = delete;
+
+  const Signature& signature() const noexcept override { return signature_; }
+
+  void select_profile(int profile, cudaStream_t stream) override {
+    LoggedErrors errors;
+    if (!context_->setOptimizationProfileAsync(profile, stream) || !errors.messages().empty()) {
+      throw_logged("TensorRT could not select optimization profile " + std::to_string(profile),
+                   errors);
+    }
+  }
+
+  void set_input_shape(int input, const Dims& shape) override {
+    LoggedErrors errors;
+    const char* name = input_names_[static_cast<std::size_t>(input)];
+    if (!context_->setInputShape(name, to_tensorrt(shape)) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused shape ") + shape.str() + " for input '" + name +
+                       "'",
+                   errors);
+    }
+  }
+
+  void set_input_address(int input, void* address) override {
+    set_address(input_names_[static_cast<std::size_t>(input)], address);
+  }
+
+  void set_output_address(int output, void* address) override {
+    set_address(output_names_[static_cast<std::size_t>(output)], address);
+  }
+
+  Dims output_shape(int output) override {
+    const char* name = output_names_[static_cast<std::size_t>(output)];
+    LoggedErrors errors;
+    const nvinfer1::Dims dims = context_->getTensorShape(name);
+    if (dims.nbDims < 0 || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT could not infer the shape of output '") + name + "'",
+                   errors);
+    }
+    return from_tensorrt(dims, name);
+  }
+
+  void set_output_allocator(int output, OutputAllocator* allocator) override {
+    const auto j = static_cast<std::size_t>(output);
+    allocators_[j] = std::make_unique<OutputAllocatorAdapter>(allocator, output);
+    LoggedErrors errors;
+    if (!context_->setOutputAllocator(output_names_[j], allocators_[j].get()) ||
+        !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused an output allocator for '") + output_names_[j] +
+                       "'",
+                   errors);
+    }
+  }
+
+  void enqueue(cudaStream_t stream) override {
+    LoggedErrors errors;
+    if (!context_->enqueueV3(stream) || !errors.messages().empty()) {
+      throw_logged("TensorRT enqueueV3 failed", errors);
+    }
+  }
+
+ private:
+  void set_address(const char* name, void* address) {
+    LoggedErrors errors;
+    if (!context_->setTensorAddress(name, address) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused the address of tensor '") + name + "'", errors);
+    }
+  }
+
+  std::shared_ptr<DeserializedEngine> engine_;  // a context must not outlive its engine
+  nvinfer1::IExecutionContext* context_;
+  const Signature& signature_;
+  std::vector<const char*> input_names_;
+  std::vector<const char*> output_names_;
+  std::vector<std::unique_ptr<OutputAllocatorAdapter>> allocators_;
+};
+
+}  // namespace
+
+const Signature& DeserializedEngine::signature() const {
+  std::call_once(impl_->signature_once,
+                 [this] { impl_->signature = read_signature(*impl_->engine); });
+  return impl_->signature;
+}
+
+int DeserializedEngine::device() const noexcept { return runtime_->device(); }
+
+std::unique_ptr<Executor> DeserializedEngine::create_executor() {
+  signature();  // refuses engines sessions cannot drive before a context is made
+  cuda::set_device(device());
+  LoggedErrors errors;
+  nvinfer1::IExecutionContext* context = impl_->engine->createExecutionContext();
+  if (context == nullptr || !errors.messages().empty()) {
+    delete context;
+    throw_logged("TensorRT could not create an execution context (out of device memory?)",
+                 errors);
+  }
+  return std::make_unique<TensorRTExecutor>(shared_from_this(), context);
+}
+
+}  // namespace trtfast

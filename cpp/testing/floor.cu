@@ -1,0 +1,53 @@
+// The floor a session is measured against: the same copies and kernel from plain C++, with
+// nothing else (no validation, no graph, no Python).
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "test_engine.hpp"
+#include "trtfast/cuda.hpp"
+
+namespace trtfast::testing {
+
+std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t batch,
+                                    std::int64_t features, int iterations, int warmup,
+                                    int device) {
+  cuda::set_device(device);
+  const std::int64_t count = batch * features;
+  const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(float);
+  cuda::Stream stream(device);
+  cuda::Event done(device, false, blocking_sync ? cuda::SyncMode::Blocking : cuda::SyncMode::Spin);
+  cuda::DeviceBuffer x(bytes, device);
+  cuda::DeviceBuffer y(bytes, device);
+  cuda::PinnedBuffer x_pinned(bytes);
+  cuda::PinnedBuffer y_pinned(bytes);
+  std::vector<float> x_host(static_cast<std::size_t>(count), 1.5f);
+  std::vector<float> y_host(static_cast<std::size_t>(count), 0.0f);
+
+  std::vector<double> latencies;
+  latencies.reserve(static_cast<std::size_t>(iterations));
+  for (int i = 0; i < warmup + iterations; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    if (host) {
+      std::memcpy(x_pinned.data(), x_host.data(), bytes);
+      cuda::copy_async(x.data(), x_pinned.data(), bytes, stream.view());
+    }
+    launch_affine(static_cast<const float*>(x.data()), static_cast<float*>(y.data()), count, 2.0f,
+                  1.0f, stream.get());
+    if (host) {
+      cuda::copy_async(y_pinned.data(), y.data(), bytes, stream.view());
+    }
+    done.record(stream.view());
+    done.synchronize();
+    if (host) {
+      std::memcpy(y_host.data(), y_pinned.data(), bytes);
+    }
+    const auto stop = std::chrono::steady_clock::now();
+    if (i >= warmup) {
+      latencies.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
+    }
+  }
+  return latencies;
+}
+
+}  // namespace trtfast::testing

@@ -1,0 +1,99 @@
+// trtfast._testing: test engines of plain CUDA kernels and the benchmark floor. Test-only.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "test_engine.hpp"
+#include "trtfast/executor.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using trtfast::testing::BatchProfile;
+using trtfast::testing::TestEngine;
+using trtfast::testing::TestEngineOptions;
+using trtfast::testing::TestKind;
+
+using ProfileList = std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>;
+
+std::shared_ptr<TestEngine> make(TestKind kind, const ProfileList& profiles, int device,
+                                 std::int64_t features, float a, float b, double delay_us,
+                                 bool break_capture) {
+  TestEngineOptions options;
+  options.kind = kind;
+  options.device = device;
+  options.features = features;
+  options.a = a;
+  options.b = b;
+  options.delay_ns = static_cast<std::int64_t>(delay_us * 1000.0);
+  options.break_capture = break_capture;
+  options.profiles.clear();
+  for (const auto& [min, opt, max] : profiles) {
+    options.profiles.push_back(BatchProfile{min, opt, max});
+  }
+  if (options.profiles.empty()) {
+    throw py::value_error("a test engine needs at least one profile");
+  }
+  return std::make_shared<TestEngine>(std::move(options));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_testing, m) {
+  m.doc() = "Test engines of plain CUDA kernels for trtfast's own tests. Not part of the API.";
+  // The base class Engine is registered by trtfast._core.
+  py::module_::import("trtfast._core");
+
+  py::class_<TestEngine, trtfast::Engine, std::shared_ptr<TestEngine>>(m, "TestEngine")
+      .def_property(
+          "fail_enqueue", [](const TestEngine& e) { return e.fail_enqueue.load(); },
+          [](TestEngine& e, bool fail) { e.fail_enqueue.store(fail); },
+          "While true, every enqueue throws.")
+      .def_property_readonly("enqueue_count",
+                             [](const TestEngine& e) { return e.enqueue_count.load(); })
+      .def_property_readonly("executors_created",
+                             [](const TestEngine& e) { return e.executors_created.load(); });
+
+  const ProfileList one_profile{{1, 8, 64}};
+  m.def(
+      "affine",
+      [](float a, float b, std::int64_t features, const ProfileList& profiles, int device,
+         double delay_us, bool break_capture) {
+        return make(TestKind::Affine, profiles, device, features, a, b, delay_us, break_capture);
+      },
+      py::arg("a") = 2.0f, py::arg("b") = 1.0f, py::arg("features") = 4,
+      py::arg("profiles") = one_profile, py::arg("device") = 0, py::arg("delay_us") = 0.0,
+      py::arg("break_capture") = false,
+      "x [-1, features] float32 -> y = a * x + b. profiles: (min, opt, max) batch per profile.");
+  m.def(
+      "two_outputs",
+      [](std::int64_t features, const ProfileList& profiles, int device) {
+        return make(TestKind::TwoOutputs, profiles, device, features, 1.0f, 0.0f, 0.0, false);
+      },
+      py::arg("features") = 4, py::arg("profiles") = one_profile, py::arg("device") = 0,
+      "x [-1, features], bias [features] float32 -> sum = x + bias, positives [-1] int32.");
+  m.def(
+      "positives",
+      [](const ProfileList& profiles, int device) {
+        return make(TestKind::Positives, profiles, device, 1, 1.0f, 0.0f, 0.0, false);
+      },
+      py::arg("profiles") = one_profile, py::arg("device") = 0,
+      "x [-1] float32 -> values = x[x > 0]: an output of data-dependent shape.");
+  m.def(
+      "floor_latencies",
+      [](bool host, bool blocking_sync, std::int64_t batch, std::int64_t features,
+         int iterations, int warmup, int device) {
+        py::gil_scoped_release release;
+        return trtfast::testing::floor_latencies(host, blocking_sync, batch, features, iterations,
+                                                 warmup, device);
+      },
+      py::arg("host"), py::arg("blocking_sync"), py::arg("batch"), py::arg("features"),
+      py::arg("iterations"), py::arg("warmup") = 100, py::arg("device") = 0,
+      "Latency (us) of each iteration of the raw floor: a session call's copies and kernel "
+      "from plain C++.");
+}

@@ -1,0 +1,67 @@
+// A test engine of plain CUDA kernels behind the execution interface, so sessions are tested on
+// a GPU without TensorRT. Test-only: built into trtfast._testing, never into trtfast._core.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "trtfast/executor.hpp"
+#include "trtfast/signature.hpp"
+
+namespace trtfast::testing {
+
+enum class TestKind {
+  Affine,      // x [-1, F] float32 -> y = a * x + b
+  TwoOutputs,  // x [-1, F], bias [F] -> sum = x + bias, positives [-1] int32 (per-row count > 0)
+  Positives,   // x [-1] -> values = x[x > 0]: a data-dependent output shape
+};
+
+struct BatchProfile {
+  std::int64_t min = 1;
+  std::int64_t opt = 1;
+  std::int64_t max = 1;
+};
+
+struct TestEngineOptions {
+  TestKind kind = TestKind::Affine;
+  int device = 0;
+  float a = 2.0f;
+  float b = 1.0f;
+  std::int64_t features = 4;
+  std::vector<BatchProfile> profiles{{1, 8, 64}};
+  std::int64_t delay_ns = 0;   // a kernel that waits this long runs first on every enqueue
+  bool break_capture = false;  // enqueue synchronizes its stream, which no graph capture allows
+};
+
+class TestEngine final : public Engine, public std::enable_shared_from_this<TestEngine> {
+ public:
+  explicit TestEngine(TestEngineOptions options);
+
+  const Signature& signature() const override { return signature_; }
+  int device() const noexcept override { return options_.device; }
+  std::unique_ptr<Executor> create_executor() override;
+  const TestEngineOptions& options() const noexcept { return options_; }
+
+  std::atomic<bool> fail_enqueue{false};
+  std::atomic<std::uint64_t> enqueue_count{0};
+  std::atomic<int> executors_created{0};
+
+ private:
+  TestEngineOptions options_;
+  Signature signature_;
+};
+
+// The affine kernel alone (y = a * x + b, rounded exactly like numpy's float32 arithmetic), for
+// the benchmark's floor.
+void launch_affine(const float* x, float* y, std::int64_t count, float a, float b,
+                   cudaStream_t stream);
+
+// The raw floor: the same copies and kernel as a session call, from plain C++ with no session.
+// `host`: pageable -> pinned -> device, kernel, device -> pinned -> pageable; else the kernel
+// alone on device memory. Returns each iteration's latency in microseconds.
+std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t batch,
+                                    std::int64_t features, int iterations, int warmup, int device);
+
+}  // namespace trtfast::testing

@@ -1,0 +1,325 @@
+"""Running engines: ``Engine`` (a loaded engine) and ``Session`` (one execution context with its
+stream, device buffers, pinned staging and CUDA graphs).
+
+Host arrays (numpy) go through pinned staging and come back as numpy arrays. Device arrays
+(torch and cupy tensors, anything with ``__cuda_array_interface__`` or ``__dlpack__``) are bound by
+pointer, with no copy, and results come back as :class:`DeviceArray` (``torch.from_dlpack`` and
+``cupy.asarray`` take it without a copy). Device inputs must be ready on the stream the session
+orders itself after: the caller's ``stream`` when one is given, else the default stream, where
+torch and cupy work unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _core
+from ._library import tensorrt_library
+from .errors import EngineCompatibilityError
+
+if TYPE_CHECKING:
+    from .engine_file import EngineInfo, TensorSpec
+
+SyncMode = Literal["spin", "blocking"]
+
+DeviceArray = _core.DeviceArray
+
+_runtimes: dict[tuple[str, int], Any] = {}
+_runtimes_lock = threading.Lock()
+
+
+def _stream_handle(stream: object) -> int | None:
+    """The CUDA stream handle of ``stream``: None, an int, or a stream object (``__cuda_stream__``,
+    torch's ``cuda_stream``, cupy's ``ptr``, trtfast's ``handle``)."""
+    if stream is None:
+        return None
+    if isinstance(stream, int) and not isinstance(stream, bool):
+        if stream < 0:
+            raise ValueError(f"a CUDA stream handle is not negative, got {stream}")
+        return stream
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if callable(protocol):
+        _version, handle = protocol()
+        return int(handle)
+    for attribute in ("cuda_stream", "ptr", "handle"):
+        value = getattr(stream, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    raise TypeError(
+        "stream must be None, an integer handle, or a CUDA stream object (torch.cuda.Stream, "
+        f"cupy.cuda.Stream, anything with __cuda_stream__), not {type(stream).__name__}"
+    )
+
+
+class Session(_core.Session):  # type: ignore[misc, unused-ignore]
+    """One execution context of an engine: a stream, device buffers sized for the largest
+    profile shapes, pinned staging and a cache of CUDA graphs. One thread at a time; use
+    :meth:`submit` (or :class:`Engine` calls) to run from several threads at once.
+
+    ``session(x=...)``, ``session({"x": ...})`` and ``session.run(...)`` return a dict of outputs;
+    ``out={"y": buffer}`` writes an output into the caller's buffer instead. After
+    ``bind(inputs, outputs)``, ``run()`` with no arguments replays the bound call (the fastest
+    call: no argument reading at all) and returns the bound outputs.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cuda_graph: bool = True,
+        sync: SyncMode = "spin",
+        stream: object = None,
+        graph_cache_size: int = 16,
+        workers: int = 2,
+    ) -> None:
+        if sync not in ("spin", "blocking"):
+            raise ValueError(f"sync must be 'spin' or 'blocking', not {sync!r}")
+        if graph_cache_size < 0:
+            raise ValueError(f"graph_cache_size must be >= 0, not {graph_cache_size}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, not {workers}")
+        super().__init__(engine.core, cuda_graph, sync, _stream_handle(stream), graph_cache_size)
+        self.engine = engine
+        self._stream_object = stream  # the caller's stream must outlive the session
+        self._options: dict[str, Any] = {
+            "cuda_graph": cuda_graph,
+            "sync": sync,
+            "stream": stream,
+            "graph_cache_size": graph_cache_size,
+        }
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._local = threading.local()
+        self._worker_sessions: list[Session] = []
+
+    def submit(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> Future[dict[str, Any]]:
+        """Runs a call on a pool of worker threads, each with an execution context of its own
+        (same options as this session), and returns its Future at once."""
+        if self.closed:
+            raise RuntimeError("this Session is closed")
+        return self._start_pool().submit(self._run_on_worker, inputs, out, named)
+
+    def _start_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._workers, thread_name_prefix="trtfast-session"
+                )
+            return self._pool
+
+    def _run_on_worker(
+        self, inputs: Mapping[str, Any] | None, out: Any, named: dict[str, Any]
+    ) -> dict[str, Any]:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = Session(self.engine, workers=1, **self._options)
+            self._local.session = session
+            with self._pool_lock:
+                self._worker_sessions.append(session)
+        result: dict[str, Any] = session.run(inputs, out=out, **named)
+        return result
+
+    def close(self) -> None:
+        """Waits for submitted calls, then frees the contexts, buffers and graphs."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for session in self._worker_sessions:
+            session.close()
+        self._worker_sessions.clear()
+        super().close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Engine:
+    """A loaded engine. ``Engine.load(path)`` reads a trtfast engine file (or a bare TensorRT
+    plan); ``engine(x=...)`` runs one call on a pooled session, safe from many threads;
+    ``engine.session(...)`` makes a session with options of your own."""
+
+    def __init__(self, core: _core.Engine, *, info: EngineInfo | None = None) -> None:
+        self.core = core
+        self.info = info
+        self._idle: list[Session] = []
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | bytes, *, device: int = 0) -> Engine:
+        """Loads an engine file (path or bytes) onto CUDA device ``device``.
+
+        The file's header is checked against this machine (TensorRT version and edition, GPU
+        compute capability) before TensorRT sees the plan: a mismatch raises
+        EngineCompatibilityError naming what the engine was built for and what is here.
+        """
+        from . import engine_file
+
+        info, plan = engine_file.read(source)
+        library = tensorrt_library()
+        count = _core.cuda.device_count()
+        if not 0 <= device < count:
+            reason = _core.cuda.unavailable_reason()
+            raise EngineCompatibilityError(
+                f"cannot load the engine on CUDA device {device}: this machine has {count} "
+                f"usable device(s)" + (f" ({reason})" if reason else "")
+            )
+        gpu = _core.cuda.devices()[device]
+        check_compatibility(
+            info,
+            tensorrt_version=str(library.version),
+            library_path=str(library.path),
+            gpu_name=str(gpu["name"]),
+            compute_capability=tuple(gpu["compute_capability"]),
+            source=source if not isinstance(source, bytes) else None,
+        )
+        core = _runtime(library, device).deserialize(plan)
+        return cls(core, info=info)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(_spec(entry) for entry in self.core.signature.inputs)
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(_spec(entry) for entry in self.core.signature.outputs)
+
+    @property
+    def device(self) -> int:
+        return int(self.core.device)
+
+    def session(
+        self,
+        *,
+        cuda_graph: bool = True,
+        sync: SyncMode = "spin",
+        stream: object = None,
+        graph_cache_size: int = 16,
+        workers: int = 2,
+    ) -> Session:
+        """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
+        'spin' (lowest latency) or 'blocking' (no CPU burn while waiting); ``stream`` joins the
+        caller's CUDA stream (ordered both ways with events); ``workers`` sizes the pool behind
+        :meth:`Session.submit`."""
+        return Session(
+            self,
+            cuda_graph=cuda_graph,
+            sync=sync,
+            stream=stream,
+            graph_cache_size=graph_cache_size,
+            workers=workers,
+        )
+
+    def __call__(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> dict[str, Any]:
+        """One call on an idle pooled session (a new one when all are busy): any number of
+        threads may call at once, each on its own execution context."""
+        try:
+            session = self._idle.pop()
+        except IndexError:
+            session = self.session()
+        try:
+            result: dict[str, Any] = session.run(inputs, out=out, **named)
+            return result
+        finally:
+            self._idle.append(session)
+
+    def close(self) -> None:
+        """Frees the pooled sessions (sessions made with :meth:`session` are the caller's)."""
+        while self._idle:
+            self._idle.pop().close()
+
+
+def check_compatibility(
+    info: EngineInfo,
+    *,
+    tensorrt_version: str,
+    library_path: str,
+    gpu_name: str,
+    compute_capability: tuple[int, ...],
+    edition: str = "standard",
+    source: str | os.PathLike[str] | None = None,
+) -> None:
+    """Raises EngineCompatibilityError when the engine described by ``info`` cannot run with this
+    TensorRT library and GPU. Unknown fields (a raw plan's) are left to TensorRT."""
+    problems: list[str] = []
+    if info.edition and info.edition != edition:
+        problems.append(
+            f"it was built for the TensorRT {info.edition} edition, and this machine has the "
+            f"{edition} edition"
+        )
+    if info.tensorrt_version:
+        built = _version(info.tensorrt_version)
+        here = _version(tensorrt_version)
+        if info.build_options.get("version_compatible"):
+            if built[0] != here[0] or here < built:
+                problems.append(
+                    f"it was built with TensorRT {info.tensorrt_version} (version-compatible: "
+                    f"runs on {built[0]}.x from that version on), and this machine has TensorRT "
+                    f"{tensorrt_version} at {library_path}"
+                )
+        elif built != here:
+            problems.append(
+                f"it was built with TensorRT {info.tensorrt_version}, and this machine has "
+                f"TensorRT {tensorrt_version} at {library_path}"
+            )
+    built_cc = tuple(info.compute_capability)
+    if built_cc != (0, 0):
+        here_cc = tuple(compute_capability)
+        if info.build_options.get("hardware_compatibility") == "ampere_plus":
+            fits = here_cc >= (8, 0)
+            wanted = "compute capability 8.0 or newer (hardware-compatible)"
+        else:
+            fits = here_cc == built_cc
+            wanted = f"compute capability {built_cc[0]}.{built_cc[1]}"
+        if not fits:
+            problems.append(
+                f"it was built for {wanted} on {info.gpu_name or 'an unnamed GPU'}, and this "
+                f"device is {gpu_name} with compute capability {here_cc[0]}.{here_cc[1]}"
+            )
+    if problems:
+        where = f"engine {os.fspath(source)!r}" if source is not None else "the engine"
+        raise EngineCompatibilityError(
+            f"{where} cannot run here: " + "; ".join(problems) + ". Rebuild it on this machine."
+        )
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    parts = [int(part) for part in text.split(".")[:3] if part.isdigit()]
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+def _runtime(library: Any, device: int) -> Any:
+    key = (str(library.path), device)
+    with _runtimes_lock:
+        runtime = _runtimes.get(key)
+        if runtime is None:
+            runtime = _runtimes[key] = _core.Runtime(library, device)
+        return runtime
+
+
+def _spec(entry: dict[str, Any]) -> TensorSpec:
+    from .engine_file import TensorSpec
+
+    return TensorSpec(
+        name=entry["name"],
+        dtype=entry["dtype"],
+        shape=tuple(entry["shape"]),
+        is_input=entry["is_input"],
+        profiles=tuple(entry["profiles"]),
+    )
+
+
+__all__ = ["DeviceArray", "Engine", "Session", "SyncMode", "check_compatibility"]

@@ -1,0 +1,638 @@
+"""Sessions on a GPU, driven by trtfast._testing's engines of plain CUDA kernels (no TensorRT):
+numpy and zero-copy device paths, graphs, streams, threads, failures and allocation."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+import trtfast
+from trtfast import _core
+
+pytestmark = pytest.mark.gpu
+
+if _core.cuda.device_count() == 0:
+    pytest.skip(
+        f"no usable CUDA device: {_core.cuda.unavailable_reason()}", allow_module_level=True
+    )
+try:
+    from trtfast import _testing
+except ImportError:
+    pytest.skip(
+        "trtfast._testing was not built (it needs nvcc at build time)", allow_module_level=True
+    )
+
+A = np.float32(2.0)
+B = np.float32(1.0)
+
+
+def affine(x: np.ndarray) -> np.ndarray:
+    """What the test engine computes, rounded as it rounds (no fused multiply-add)."""
+    return x * A + B
+
+
+def random_x(batch: int, seed: int = 0, features: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, features), dtype=np.float32)
+
+
+class CudaArray:
+    """Device memory behind __cuda_array_interface__ alone: a device array without torch/cupy."""
+
+    def __init__(self, host: np.ndarray) -> None:
+        host = np.ascontiguousarray(host, dtype=np.float32)
+        self.buffer = _core.cuda.DeviceBuffer(max(host.nbytes, 1))
+        self.shape = host.shape
+        stream = _core.cuda.Stream()
+        _core.cuda.copy_async(self.buffer.ptr, host.ctypes.data, host.nbytes, stream)
+        stream.synchronize()
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "typestr": "<f4",
+            "data": (self.buffer.ptr, False),
+            "strides": None,
+            "version": 3,
+        }
+
+
+def make_engine(**options: Any) -> trtfast.Engine:
+    return trtfast.Engine(_testing.affine(**options))
+
+
+@pytest.fixture
+def engine() -> trtfast.Engine:
+    return make_engine(profiles=[(1, 8, 64)])
+
+
+def torch_cuda() -> Any:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch cannot use CUDA here")
+    return torch
+
+
+def cupy_module() -> Any:
+    return pytest.importorskip("cupy")
+
+
+# --- numpy in, numpy out -------------------------------------------------------------------------
+
+
+def test_numpy_in_numpy_out(engine: trtfast.Engine) -> None:
+    x = random_x(3)
+    with engine.session() as session:
+        for result in (session(x=x), session({"x": x}), session.run(x=x), session.run({"x": x})):
+            assert set(result) == {"y"}
+            y = result["y"]
+            assert isinstance(y, np.ndarray)
+            assert y.dtype == np.float32
+            assert y.shape == (3, 4)
+            np.testing.assert_array_equal(y, affine(x))
+    np.testing.assert_array_equal(engine(x=x)["y"], affine(x))
+    np.testing.assert_array_equal(engine({"x": x})["y"], affine(x))
+
+
+def test_results_are_fresh_arrays(engine: trtfast.Engine) -> None:
+    with engine.session() as session:
+        x1, x2 = random_x(5, seed=1), random_x(5, seed=2)
+        y1 = session(x=x1)["y"]
+        y2 = session(x=x2)["y"]
+        assert y1 is not y2
+        np.testing.assert_array_equal(y1, affine(x1))
+        np.testing.assert_array_equal(y2, affine(x2))
+
+
+def test_strided_host_input_is_staged_contiguously(engine: trtfast.Engine) -> None:
+    wide = random_x(6, features=8)
+    x = wide[:, ::2]
+    assert not x.flags.c_contiguous
+    with engine.session() as session:
+        np.testing.assert_array_equal(session(x=x)["y"], affine(np.ascontiguousarray(x)))
+
+
+def test_out_numpy_buffer(engine: trtfast.Engine) -> None:
+    x = random_x(4)
+    out = np.full((4, 4), np.nan, np.float32)
+    with engine.session() as session:
+        result = session(x=x, out={"y": out})
+        assert result["y"] is out
+        np.testing.assert_array_equal(out, affine(x))
+        with pytest.raises(
+            trtfast.InputError,
+            match=r"output 'y': expected a buffer of dtype "
+            r"float32 and shape \[4, 4\], received float32 \[3, 4\]",
+        ):
+            session(x=x, out={"y": np.empty((3, 4), np.float32)})
+        read_only = np.empty((4, 4), np.float32)
+        read_only.flags.writeable = False
+        with pytest.raises(trtfast.InputError, match="output 'y': the buffer given is read-only"):
+            session(x=x, out={"y": read_only})
+        with pytest.raises(trtfast.InputError, match="unknown output 'z'"):
+            session(x=x, out={"z": out})
+
+
+# --- CUDA graphs ---------------------------------------------------------------------------------
+
+
+def test_graph_is_captured_once_then_replayed(engine: trtfast.Engine) -> None:
+    core = engine.core
+    with engine.session() as session:
+        before = core.enqueue_count
+        session(x=random_x(8, seed=0))
+        # One enqueue outside capture, one inside it.
+        assert core.enqueue_count - before == 2
+        assert session.stats["graph_captures"] == 1
+        calls = session.stats["executor_calls"]
+        for seed in range(1, 11):
+            x = random_x(8, seed=seed)
+            np.testing.assert_array_equal(session(x=x)["y"], affine(x))  # new data, same graph
+        assert core.enqueue_count - before == 2
+        stats = session.stats
+        assert stats["graph_launches"] == 10
+        assert stats["graph_captures"] == 1
+        assert stats["executor_calls"] == calls  # replays call nothing in the executor
+
+
+def test_shape_change_captures_a_new_graph(engine: trtfast.Engine) -> None:
+    core = engine.core
+    with engine.session() as session:
+        x3, x5 = random_x(3, seed=3), random_x(5, seed=5)
+        np.testing.assert_array_equal(session(x=x3)["y"], affine(x3))
+        np.testing.assert_array_equal(session(x=x5)["y"], affine(x5))
+        assert session.stats["graph_captures"] == 2
+        enqueues = core.enqueue_count
+        np.testing.assert_array_equal(session(x=x3)["y"], affine(x3))
+        np.testing.assert_array_equal(session(x=x5)["y"], affine(x5))
+        assert core.enqueue_count == enqueues
+        assert session.stats["cached_graphs"] == 2
+
+
+def test_graph_cache_evicts_the_least_recently_used(engine: trtfast.Engine) -> None:
+    core = engine.core
+    with engine.session(graph_cache_size=1) as session:
+        x3, x5 = random_x(3), random_x(5)
+        session(x=x3)
+        session(x=x5)  # evicts batch 3
+        assert session.stats["cached_graphs"] == 1
+        enqueues = core.enqueue_count
+        np.testing.assert_array_equal(session(x=x3)["y"], affine(x3))
+        assert core.enqueue_count == enqueues + 2  # captured again
+        assert session.stats["graph_captures"] == 3
+
+
+def test_graphs_off_enqueues_every_call(engine: trtfast.Engine) -> None:
+    core = engine.core
+    with engine.session(cuda_graph=False) as session:
+        before = core.enqueue_count
+        for seed in range(5):
+            x = random_x(7, seed=seed)
+            np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+        assert core.enqueue_count - before == 5
+        stats = session.stats
+        assert stats["graph_captures"] == 0
+        assert stats["plain_runs"] == 5
+        assert stats["graphs_enabled"] is False
+
+
+def test_capture_failure_falls_back_with_a_warning() -> None:
+    engine = make_engine(break_capture=True)
+    x = random_x(4)
+    with engine.session() as session:
+        with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+            result = session(x=x)
+        np.testing.assert_array_equal(result["y"], affine(x))
+        assert session.stats["graphs_enabled"] is False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # warned once, not on every call
+            for seed in range(3):
+                x = random_x(4, seed=seed)
+                np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+        assert session.stats["plain_runs"] == 4
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_enqueue_failure_raises_and_the_session_recovers(cuda_graph: bool) -> None:
+    engine = make_engine()
+    core = engine.core
+    with engine.session(cuda_graph=cuda_graph) as session:
+        x1 = random_x(2, seed=1)
+        if not cuda_graph:
+            np.testing.assert_array_equal(session(x=x1)["y"], affine(x1))
+        core.fail_enqueue = True
+        out = np.full((2, 4), -7.0, np.float32)
+        with pytest.raises(trtfast.TrtfastError, match="enqueue failed"):
+            session(x=random_x(2, seed=2), out={"y": out})
+        with pytest.raises(trtfast.TrtfastError, match="enqueue failed"):
+            engine(x=random_x(2, seed=2))
+        core.fail_enqueue = False
+        x3 = random_x(2, seed=3)
+        np.testing.assert_array_equal(session(x=x3)["y"], affine(x3))
+
+
+def test_bad_inputs_raise_and_leave_the_session_usable(engine: trtfast.Engine) -> None:
+    with engine.session() as session:
+        cases = [
+            (
+                {"x": random_x(2).astype(np.float64)},
+                "expected dtype float32, received numpy float64",
+            ),
+            ({"x": np.zeros((2, 5), np.float32)}, r"dimension 1 must be 4"),
+            ({"x": np.zeros((65, 4), np.float32)}, r"allowed \[1, 4\] to \[64, 4\]"),
+            ({"x": np.zeros((2, 4, 1), np.float32)}, "expected 2 dimensions"),
+            ({"y": random_x(2)}, "unknown input 'y'"),
+            ({}, "missing input 'x'"),
+        ]
+        for inputs, message in cases:
+            with pytest.raises(trtfast.InputError, match=message):
+                session(inputs)
+        with pytest.raises(trtfast.InputError, match="is given twice"):
+            session({"x": random_x(2)}, x=random_x(2))
+        with pytest.raises(TypeError):
+            session({"x": random_x(2)}, {"x": random_x(2)})
+        x = random_x(2)
+        np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+
+
+def test_concurrent_use_of_one_session_is_refused() -> None:
+    engine = make_engine(delay_us=300_000.0)
+    x = random_x(2)
+    with engine.session(cuda_graph=False) as session:
+        results: list[dict[str, Any]] = []
+        worker = threading.Thread(target=lambda: results.append(session(x=x)))
+        worker.start()
+        time.sleep(0.1)
+        with pytest.raises(trtfast.TrtfastError, match="running a call on another thread"):
+            session(x=x)
+        worker.join()
+        np.testing.assert_array_equal(results[0]["y"], affine(x))
+
+
+def test_closed_session_refuses_calls(engine: trtfast.Engine) -> None:
+    session = engine.session()
+    session.close()
+    assert session.closed
+    with pytest.raises(trtfast.TrtfastError, match="closed"):
+        session(x=random_x(1))
+
+
+# --- profiles, shapes, outputs -------------------------------------------------------------------
+
+
+def test_profiles_are_switched_as_shapes_need() -> None:
+    # The test executor refuses shapes outside the selected profile, so a wrong switch fails.
+    engine = make_engine(profiles=[(1, 4, 8), (9, 16, 32)])
+    with engine.session() as session:
+        for batch in (4, 20, 8, 9, 32, 1):
+            x = random_x(batch, seed=batch)
+            np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+
+
+def test_zero_size_tensors() -> None:
+    engine = make_engine(profiles=[(0, 4, 16)])
+    for cuda_graph in (True, False):
+        with engine.session(cuda_graph=cuda_graph) as session:
+            for _ in range(3):
+                y = session(x=np.zeros((0, 4), np.float32))["y"]
+                assert y.shape == (0, 4)
+                assert y.dtype == np.float32
+            device = session(x=CudaArray(np.zeros((0, 4), np.float32)))["y"]
+            assert isinstance(device, trtfast.DeviceArray)
+            assert device.shape == (0, 4)
+            assert device.numpy().shape == (0, 4)
+            x = random_x(3)
+            np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+
+
+def test_two_inputs_two_outputs() -> None:
+    engine = trtfast.Engine(_testing.two_outputs(features=4))
+    x = random_x(6)
+    bias = np.array([0.5, -1.0, 2.0, 0.0], np.float32)
+    with engine.session() as session:
+        result = session(x=x, bias=bias)
+        assert set(result) == {"sum", "positives"}
+        np.testing.assert_array_equal(result["sum"], x + bias)
+        assert result["positives"].dtype == np.int32
+        np.testing.assert_array_equal(result["positives"], (x > 0).sum(axis=1).astype(np.int32))
+        positives = np.empty(6, np.int32)
+        result = session(x=x, bias=bias, out={"positives": positives})
+        assert result["positives"] is positives
+        np.testing.assert_array_equal(result["sum"], x + bias)
+
+
+def test_data_dependent_output_shape() -> None:
+    engine = trtfast.Engine(_testing.positives(profiles=[(0, 8, 64)]))
+    with engine.session() as session:
+        assert session.stats["graphs_enabled"] is False
+        for values in ([1.0, -2.0, 3.0, 0.0, 5.0], [-1.0, -2.0], [], list(range(-20, 40))):
+            x = np.array(values, np.float32)
+            expected = x[x > 0]
+            host = session(x=x)["values"]
+            assert isinstance(host, np.ndarray)
+            np.testing.assert_array_equal(host, expected)
+            device = session(x=CudaArray(x))["values"]
+            assert isinstance(device, trtfast.DeviceArray)
+            assert device.shape == expected.shape
+            np.testing.assert_array_equal(device.numpy(), expected)
+        with pytest.raises(trtfast.InputError, match="depends on the data"):
+            session(x=np.ones(3, np.float32), out={"values": np.empty(3, np.float32)})
+        with pytest.raises(trtfast.InputError, match="data-dependent shape"):
+            session.bind({"x": np.ones(3, np.float32)})
+
+
+# --- device arrays: zero copies ------------------------------------------------------------------
+
+
+def test_device_arrays_in_and_out_without_torch_or_cupy(engine: trtfast.Engine) -> None:
+    x = random_x(5)
+    device_x = CudaArray(x)
+    with engine.session() as session:
+        allocations = _core.cuda.allocation_count()
+        y = session(x=device_x)["y"]
+        # One pooled output block and no staging: the input was bound by pointer.
+        assert _core.cuda.allocation_count() - allocations == 1
+        assert isinstance(y, trtfast.DeviceArray)
+        assert (y.shape, y.dtype, y.device, y.nbytes, y.ndim, y.size, len(y)) == (
+            (5, 4),
+            "float32",
+            0,
+            80,
+            2,
+            20,
+            5,
+        )
+        assert y.__dlpack_device__() == (2, 0)
+        interface = y.__cuda_array_interface__
+        assert interface["data"] == (y.ptr, False)
+        assert interface["shape"] == (5, 4)
+        assert interface["typestr"] == "<f4"
+        np.testing.assert_array_equal(y.numpy(), affine(x))
+        # A result feeds the next call directly.
+        z = session(x=y)["y"]
+        np.testing.assert_array_equal(z.numpy(), affine(affine(x)))
+        assert "DeviceArray(shape=[5, 4], dtype=float32, device=cuda:0)" == repr(z)
+
+
+def test_device_results_are_not_overwritten_by_later_calls(engine: trtfast.Engine) -> None:
+    with engine.session() as session:
+        x1, x2, x3 = (random_x(4, seed=s) for s in (1, 2, 3))
+        y1 = session(x=CudaArray(x1))["y"]
+        y2 = session(x=CudaArray(x2))["y"]
+        y3 = session(x=CudaArray(x3))["y"]
+        assert len({y1.ptr, y2.ptr, y3.ptr}) == 3
+        for y, x in ((y1, x1), (y2, x2), (y3, x3)):
+            np.testing.assert_array_equal(y.numpy(), affine(x))
+
+
+def test_no_allocation_after_warm_up(engine: trtfast.Engine) -> None:
+    host = random_x(8)
+    device = CudaArray(host)
+    with engine.session() as session:
+        result = None
+        for _ in range(3):
+            session(x=host)
+            result = session(x=device)
+        allocations = _core.cuda.allocation_count()
+        launches = session.stats["graph_launches"]
+        for _ in range(100):
+            np.testing.assert_array_equal(session(x=host)["y"], affine(host))
+            result = session(x=device)
+        assert _core.cuda.allocation_count() == allocations
+        assert session.stats["graph_launches"] - launches == 200
+        assert result is not None
+        np.testing.assert_array_equal(result["y"].numpy(), affine(host))
+
+
+def test_torch_zero_copy(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    x = torch.from_numpy(random_x(6)).cuda()
+    with engine.session() as session:
+        allocations = _core.cuda.allocation_count()
+        result = session(x=x)
+        assert _core.cuda.allocation_count() - allocations == 1  # the pooled output only
+        y = result["y"]
+        assert isinstance(y, trtfast.DeviceArray)
+        t = torch.from_dlpack(y)
+        assert t.data_ptr() == y.ptr
+        assert t.device == x.device
+        assert t.dtype == torch.float32
+        assert torch.equal(t, x * 2.0 + 1.0)
+        # Into the caller's tensor.
+        out = torch.full((6, 4), float("nan"), device="cuda")
+        result = session(x=x, out={"y": out})
+        assert result["y"] is out
+        assert torch.equal(out, x * 2.0 + 1.0)
+        # Bad device tensors.
+        with pytest.raises(trtfast.InputError, match="expected a contiguous"):
+            session(x=torch.ones(4, 8, device="cuda")[:, ::2])
+        with pytest.raises(
+            trtfast.InputError, match=r"expected dtype float32, received torch\.float64"
+        ):
+            session(x=x.double())
+        with pytest.raises(trtfast.InputError, match=r"output 'y': expected a buffer"):
+            session(x=x, out={"y": torch.empty(5, 4, device="cuda")})
+        # CPU tensors travel the host path.
+        cpu = x.cpu()
+        np.testing.assert_array_equal(session(x=cpu)["y"], affine(cpu.numpy()))
+
+
+def test_torch_results_outlive_the_session(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    x = torch.from_numpy(random_x(3)).cuda()
+    session = engine.session()
+    t = torch.from_dlpack(session(x=x)["y"])
+    session.close()
+    del session
+    assert torch.equal(t, x * 2.0 + 1.0)
+
+
+def test_dlpack_only_producer(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+
+    class DLPackOnly:
+        def __init__(self, tensor: Any) -> None:
+            self.tensor = tensor
+
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            return self.tensor.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> Any:
+            return self.tensor.__dlpack_device__()
+
+    x = torch.from_numpy(random_x(3)).cuda()
+    with engine.session() as session:
+        y = session(x=DLPackOnly(x))["y"]
+        assert torch.equal(torch.from_dlpack(y), x * 2.0 + 1.0)
+
+
+def test_device_mismatch_is_refused(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    with (
+        engine.session() as session,
+        pytest.raises(
+            trtfast.InputError, match=r"expected a tensor on cuda:0 .* received one on cuda:1"
+        ),
+    ):
+        session(x=torch.ones(2, 4, device="cuda:1"))
+
+
+def test_cupy_zero_copy(engine: trtfast.Engine) -> None:
+    cupy = cupy_module()
+    x_host = random_x(5)
+    x = cupy.asarray(x_host)
+    with engine.session() as session:
+        y = session(x=x)["y"]
+        assert isinstance(y, trtfast.DeviceArray)
+        view = cupy.asarray(y)
+        assert view.data.ptr == y.ptr
+        cupy.testing.assert_array_equal(view, cupy.asarray(affine(x_host)))
+        from_dlpack = cupy.from_dlpack(y)
+        assert from_dlpack.data.ptr == y.ptr
+        out = cupy.empty((5, 4), cupy.float32)
+        assert session(x=x, out={"y": out})["y"] is out
+        cupy.testing.assert_array_equal(out, cupy.asarray(affine(x_host)))
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+
+def test_waits_for_work_on_the_default_stream(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    with engine.session() as session:
+        for _ in range(2):  # the first call captures, the second replays
+            x = torch.zeros(8, 4, device="cuda")
+            torch.cuda._sleep(100_000_000)  # keeps the default stream busy for tens of ms
+            x.fill_(3.0)
+            y = torch.from_dlpack(session(x=x)["y"])
+            assert bool((y == 7.0).all())
+
+
+def test_joins_the_callers_stream(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    stream = torch.cuda.Stream()
+    with engine.session(stream=stream) as session:
+        for _ in range(2):
+            with torch.cuda.stream(stream):
+                x = torch.zeros(8, 4, device="cuda")
+                torch.cuda._sleep(100_000_000)
+                x.fill_(3.0)
+            y = torch.from_dlpack(session(x=x)["y"])
+            with torch.cuda.stream(stream):
+                doubled = y * 2.0  # ordered after the session's work
+            stream.synchronize()
+            assert bool((doubled == 14.0).all())
+
+
+# --- bound calls ---------------------------------------------------------------------------------
+
+
+def test_bind_then_replay_host(engine: trtfast.Engine) -> None:
+    x = random_x(4)
+    with engine.session() as session:
+        bound = session.bind({"x": x})
+        assert session.bound
+        assert session.run() is bound
+        np.testing.assert_array_equal(bound["y"], affine(x))
+        calls = session.stats["executor_calls"]
+        for seed in range(5):
+            x[...] = random_x(4, seed=seed)  # updated in place, read on every run
+            assert session.run() is bound
+            np.testing.assert_array_equal(bound["y"], affine(x))
+        assert session.stats["executor_calls"] == calls
+        # An ordinary call in between does not disturb the binding.
+        other = random_x(7)
+        np.testing.assert_array_equal(session(x=other)["y"], affine(other))
+        session.run()
+        np.testing.assert_array_equal(bound["y"], affine(x))
+        session.unbind()
+        with pytest.raises(trtfast.InputError, match="missing input 'x'"):
+            session.run()
+
+
+def test_bind_then_replay_device(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    x = torch.zeros(4, 4, device="cuda")
+    out = torch.empty(4, 4, device="cuda")
+    with engine.session() as session:
+        bound = session.bind({"x": x}, {"y": out})
+        assert bound["y"] is out
+        for value in (1.0, 2.0, 3.0):
+            x.fill_(value)  # on the default stream, which the session waits for
+            session.run()
+            assert bool((out == value * 2.0 + 1.0).all())
+        # Without outputs given, the binding owns device outputs.
+        bound = session.bind({"x": x})
+        session.run()
+        assert bool((torch.from_dlpack(bound["y"]) == 7.0).all())
+
+
+# --- synchronization -----------------------------------------------------------------------------
+
+
+def test_spin_burns_cpu_and_blocking_sleeps() -> None:
+    engine = make_engine(delay_us=200_000.0)
+    x = random_x(2)
+    measured = {}
+    for sync in ("spin", "blocking"):
+        with engine.session(sync=sync, cuda_graph=False) as session:
+            session(x=x)
+            wall = time.perf_counter()
+            cpu = time.thread_time()
+            np.testing.assert_array_equal(session(x=x)["y"], affine(x))
+            measured[sync] = (time.thread_time() - cpu, time.perf_counter() - wall)
+    spin_cpu, spin_wall = measured["spin"]
+    blocking_cpu, blocking_wall = measured["blocking"]
+    assert spin_wall >= 0.19 and blocking_wall >= 0.19
+    assert spin_cpu > 0.5 * spin_wall, measured
+    assert blocking_cpu < 0.25 * blocking_wall, measured
+
+
+# --- threads -------------------------------------------------------------------------------------
+
+
+def test_sixteen_threads_on_one_engine_match_one_thread() -> None:
+    engine = make_engine(profiles=[(1, 16, 64)])
+    inputs = [random_x(1 + (i * 5) % 64, seed=i) for i in range(48)]
+    expected = [engine(x=x)["y"] for x in inputs]
+    for x, y in zip(inputs, expected, strict=True):
+        np.testing.assert_array_equal(y, affine(x))
+
+    def work(thread: int) -> list[tuple[int, np.ndarray]]:
+        order = [(thread * 7 + k) % len(inputs) for k in range(30)]
+        return [(i, engine(x=inputs[i])["y"]) for i in order]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for results in pool.map(work, range(16)):
+            for i, y in results:
+                np.testing.assert_array_equal(y, expected[i])
+    assert engine.core.executors_created <= 17
+
+
+def test_submit_runs_on_a_pool_of_contexts() -> None:
+    engine = make_engine(profiles=[(1, 16, 64)])
+    inputs = [random_x(1 + i % 64, seed=i) for i in range(64)]
+    with engine.session(workers=4) as session:
+        futures = [session.submit(x=x) for x in inputs]
+        for x, future in zip(inputs, futures, strict=True):
+            np.testing.assert_array_equal(future.result(timeout=60)["y"], affine(x))
+        # From sixteen threads at once.
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            nested = list(pool.map(lambda x: session.submit({"x": x}).result(timeout=60), inputs))
+        for x, result in zip(inputs, nested, strict=True):
+            np.testing.assert_array_equal(result["y"], affine(x))
+        failing = session.submit(x=np.zeros((2, 3), np.float32))
+        with pytest.raises(trtfast.InputError):
+            failing.result(timeout=60)
+    assert engine.core.executors_created <= 5
