@@ -8,8 +8,8 @@ from typing import Any
 from . import _core
 from ._library import tensorrt_library
 from .build import build
-from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .engine import DeviceArray, Engine, Session
+from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
     BuildError,
     BuildOptionError,

@@ -6,7 +6,80 @@ import collections.abc
 import typing
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['DeserializedEngine', 'Runtime', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+__all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+class DeviceArray:
+    """
+    CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host.
+    """
+    def __dlpack__(self, *, stream: typing.Any = None, max_version: typing.Any = None, dl_device: typing.Any = None, copy: typing.Any = None) -> typing.Any:
+        ...
+    def __dlpack_device__(self) -> tuple[int, int]:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def numpy(self) -> numpy.ndarray:
+        """
+        A host copy as a numpy array.
+        """
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        ...
+    @property
+    def device(self) -> int:
+        ...
+    @property
+    def dtype(self) -> str:
+        """
+        numpy's name for the element type.
+        """
+    @property
+    def nbytes(self) -> int:
+        ...
+    @property
+    def ndim(self) -> int:
+        ...
+    @property
+    def ptr(self) -> int:
+        ...
+    @property
+    def shape(self) -> tuple:
+        ...
+    @property
+    def size(self) -> int:
+        ...
+class Signature:
+    """
+    An engine's inputs and outputs: names, dtypes, shapes (-1 dynamic) and per-profile (min, opt, max) ranges.
+    """
+    def __init__(self, inputs: list, outputs: list, num_profiles: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        """
+        inputs: [(name, dtype, shape, [(min, opt, max), ...])], outputs: [(name, dtype, shape)]; static inputs may leave out their ranges.
+        """
+    def check(self, inputs: typing.Any, device: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
+        """
+        Checks a call's inputs as a session would; returns the profile that accepts them or raises InputError.
+        """
+    @property
+    def inputs(self) -> list:
+        ...
+    @property
+    def num_profiles(self) -> int:
+        ...
+    @property
+    def outputs(self) -> list:
+        ...
+class Engine:
+    """
+    Something sessions run: one executor each.
+    """
+    @property
+    def device(self) -> int:
+        ...
+    @property
+    def signature(self) -> Signature:
+        ...
 class TensorRTLibrary:
     """
     A loaded TensorRT library: where it is, its version and kind.
@@ -31,7 +104,7 @@ class TensorRTLibrary:
         """
         major.minor.patch, as the library reports it.
         """
-class DeserializedEngine:
+class DeserializedEngine(Engine):
     """
     A TensorRT engine deserialized from a plan.
     """
@@ -48,6 +121,39 @@ class Runtime:
         ...
     @property
     def device(self) -> int:
+        ...
+class Session:
+    """
+    One execution context with its stream, buffers and CUDA graphs. One thread at a time.
+    """
+    def __call__(self, *args, **kwargs) -> typing.Any:
+        ...
+    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16) -> None:
+        ...
+    def bind(self, inputs: typing.Any, outputs: typing.Any = None) -> dict:
+        ...
+    def close(self) -> None:
+        ...
+    def run(self, *args, **kwargs) -> typing.Any:
+        """
+        run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): replays the bound call.
+        """
+    def unbind(self) -> None:
+        ...
+    @property
+    def bound(self) -> bool:
+        ...
+    @property
+    def closed(self) -> bool:
+        ...
+    @property
+    def device(self) -> int:
+        ...
+    @property
+    def stats(self) -> dict:
+        ...
+    @property
+    def stream(self) -> int:
         ...
 def build_info() -> dict[str, typing.Any]:
     """

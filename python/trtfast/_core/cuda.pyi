@@ -3,7 +3,7 @@ RAII wrappers over the CUDA runtime.
 """
 from __future__ import annotations
 import typing
-__all__: list[str] = ['DeviceBuffer', 'Event', 'PinnedBuffer', 'Stream', 'copy_async', 'device_count', 'devices', 'driver_version', 'runtime_version', 'unavailable_reason']
+__all__: list[str] = ['DeviceBuffer', 'Event', 'PinnedBuffer', 'Stream', 'allocation_count', 'copy_async', 'device_count', 'devices', 'driver_version', 'runtime_version', 'unavailable_reason']
 class Stream:
     """
     An owned CUDA stream, non-blocking to the legacy stream.
@@ -61,6 +61,10 @@ class PinnedBuffer:
     @property
     def ptr(self) -> int:
         ...
+def allocation_count() -> int:
+    """
+    cudaMalloc and cudaHostAlloc calls trtfast has made in this process.
+    """
 def copy_async(dst: typing.SupportsInt | typing.SupportsIndex, src: typing.SupportsInt | typing.SupportsIndex, nbytes: typing.SupportsInt | typing.SupportsIndex, stream: Stream) -> None:
     """
     Asynchronous copy between any two addresses (direction inferred by CUDA).
