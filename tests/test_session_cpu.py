@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,3 +370,16 @@ def test_every_problem_is_listed() -> None:
             **{**HERE, "compute_capability": (8, 9)},  # type: ignore[arg-type]
         )
     assert str(raised.value).count("; ") == 2
+
+
+def test_engines_with_host_code_need_permission(tmp_path: Path) -> None:
+    from trtfast import engine_file
+
+    path = tmp_path / "vc.engine"
+    engine_file.write(path, _info(host_code=True, build_options={"version_compatible": True}), b"p")
+    # Refused from the header alone, before any TensorRT library or GPU is touched.
+    with pytest.raises(trtfast.EngineCompatibilityError, match="allow_host_code=True") as raised:
+        trtfast.Engine.load(path)
+    assert "embeds host code" in str(raised.value) and str(path) in str(raised.value)
+    with pytest.raises(trtfast.EngineCompatibilityError, match="embeds host code"):
+        trtfast.Engine.load(path.read_bytes())

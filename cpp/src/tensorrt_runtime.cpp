@@ -113,8 +113,11 @@ Runtime::Runtime(std::shared_ptr<const TensorRTLibrary> library, int device,
 
 Runtime::~Runtime() { delete impl_->runtime; }
 
-std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::size_t size) {
+std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::size_t size,
+                                                         bool allow_host_code) {
   cuda::set_device(device_);
+  const std::lock_guard<std::mutex> lock(mutex_);
+  impl_->runtime->setEngineHostCodeAllowed(allow_host_code);
   LoggedErrors errors;
   nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
   if (engine == nullptr) {

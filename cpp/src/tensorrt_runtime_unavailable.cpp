@@ -39,7 +39,7 @@ std::shared_ptr<Runtime> Runtime::create(std::shared_ptr<const TensorRTLibrary>,
 
 Runtime::~Runtime() = default;
 
-std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void*, std::size_t) {
+std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void*, std::size_t, bool) {
   throw_unavailable();
 }
 

@@ -155,16 +155,36 @@ class Engine:
         self._idle: list[Session] = []
 
     @classmethod
-    def load(cls, source: str | os.PathLike[str] | bytes, *, device: int = 0) -> Engine:
+    def load(
+        cls,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        device: int = 0,
+        allow_host_code: bool = False,
+    ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``.
 
         The file's header is checked against this machine (TensorRT version and edition, GPU
         compute capability) before TensorRT sees the plan: a mismatch raises
         EngineCompatibilityError naming what the engine was built for and what is here.
+
+        Loading an engine is like running a program from its author: plans can embed host code
+        (version-compatible engines carry a runtime; plugins are native code). Such engines are
+        refused unless ``allow_host_code=True``, which also sets TensorRT's own switch; pass it
+        only for engines from a source you trust.
         """
         from . import engine_file
 
         info, plan = engine_file.read(source)
+        if info.host_code and not allow_host_code:
+            where = (
+                f"engine {os.fspath(source)!r}" if not isinstance(source, bytes) else "the engine"
+            )
+            raise EngineCompatibilityError(
+                f"{where} embeds host code (a version-compatible engine or plugins), which would "
+                "run native code from the file; load it with allow_host_code=True only if you "
+                "trust where it came from"
+            )
         library = tensorrt_library()
         count = _core.cuda.device_count()
         if not 0 <= device < count:
@@ -182,7 +202,7 @@ class Engine:
             compute_capability=tuple(gpu["compute_capability"]),
             source=source if not isinstance(source, bytes) else None,
         )
-        core = _runtime(library, device).deserialize(plan)
+        core = _runtime(library, device).deserialize(plan, allow_host_code)
         return cls(core, info=info)
 
     @property

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,11 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
 
   const TensorRTLibrary& library() const noexcept { return *library_; }
   int device() const noexcept { return device_; }
-  // Throws EngineFormatError carrying TensorRT's messages when the plan is refused.
-  std::shared_ptr<DeserializedEngine> deserialize(const void* plan, std::size_t size);
+  // Throws EngineFormatError carrying TensorRT's messages when the plan is refused. Plans that
+  // embed host code (version-compatible engines, serialized plugins) run native code from the
+  // file: TensorRT refuses them unless `allow_host_code`.
+  std::shared_ptr<DeserializedEngine> deserialize(const void* plan, std::size_t size,
+                                                  bool allow_host_code = false);
 
   struct Impl;
 
@@ -65,6 +69,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   std::shared_ptr<const TensorRTLibrary> library_;
   int device_;
   std::unique_ptr<Impl> impl_;
+  std::mutex mutex_;  // the host-code switch and the deserialization it governs go together
 };
 
 class DeserializedEngine final : public Engine,

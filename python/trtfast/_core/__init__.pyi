@@ -117,8 +117,10 @@ class Runtime:
     """
     def __init__(self, library: TensorRTLibrary, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
-    def deserialize(self, plan: bytes) -> DeserializedEngine:
-        ...
+    def deserialize(self, plan: bytes, allow_host_code: bool = False) -> DeserializedEngine:
+        """
+        Deserializes a plan; one that embeds host code is refused unless allow_host_code.
+        """
     @property
     def device(self) -> int:
         ...
