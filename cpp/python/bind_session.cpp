@@ -87,8 +87,9 @@ class CallScope {
  public:
   CallScope(std::atomic<bool>& busy, Keep& keep) : busy_(busy), keep_(keep) {
     if (busy_.exchange(true)) {
-      throw Error("this Session is running a call on another thread; give each thread its own "
-                  "session, or use Session.submit or Engine.__call__, which keep a pool");
+      throw Error(
+          "this Session is running a call on another thread; give each thread its own "
+          "session, or use Session.submit or Engine.__call__, which keep a pool");
     }
   }
   ~CallScope() {
@@ -166,8 +167,9 @@ class PySession {
     const bool has_inputs = !mapping.is_none() || (kwargs.size() > 0);
     if (!has_inputs && bound_) {
       if (!out.is_none()) {
-        throw InputError("run() without inputs replays the bound call; its outputs were given "
-                         "to bind()");
+        throw InputError(
+            "run() without inputs replays the bound call; its outputs were given "
+            "to bind()");
       }
       return run_bound(session);
     }
@@ -465,7 +467,8 @@ void bind_engine(py::module_& module) {
 
   py::class_<Engine, std::shared_ptr<Engine>>(module, "Engine",
                                               "Something sessions run: one executor each.")
-      .def_property_readonly("signature", &Engine::signature, py::return_value_policy::reference_internal)
+      .def_property_readonly("signature", &Engine::signature,
+                             py::return_value_policy::reference_internal)
       .def_property_readonly("device", &Engine::device);
 }
 
@@ -487,10 +490,9 @@ void bind_session(py::module_& module) {
       .def_property_readonly("closed", &PySession::closed)
       .def_property_readonly("bound", &PySession::bound)
       .def_property_readonly("stats", &PySession::stats)
-      .def_property_readonly("stream",
-                             [](const PySession& s) {
-                               return reinterpret_cast<std::uintptr_t>(s.session().stream());
-                             })
+      .def_property_readonly(
+          "stream",
+          [](const PySession& s) { return reinterpret_cast<std::uintptr_t>(s.session().stream()); })
       .def_property_readonly("device", [](const PySession& s) { return s.session().device(); });
 }
 

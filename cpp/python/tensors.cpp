@@ -100,11 +100,16 @@ TorchTypes* torch_types() {
   py::handle module(torch);
   types->tensor = reinterpret_cast<PyTypeObject*>(module.attr("Tensor").ptr());
   const std::pair<const char*, DataType> known[] = {
-      {"float32", DataType::Float32},      {"float16", DataType::Float16},
-      {"bfloat16", DataType::BFloat16},    {"int8", DataType::Int8},
-      {"uint8", DataType::UInt8},          {"int32", DataType::Int32},
-      {"int64", DataType::Int64},          {"bool", DataType::Bool},
-      {"float8_e4m3fn", DataType::Float8E4M3}, {"float8_e8m0fnu", DataType::Float8E8M0},
+      {"float32", DataType::Float32},
+      {"float16", DataType::Float16},
+      {"bfloat16", DataType::BFloat16},
+      {"int8", DataType::Int8},
+      {"uint8", DataType::UInt8},
+      {"int32", DataType::Int32},
+      {"int64", DataType::Int64},
+      {"bool", DataType::Bool},
+      {"float8_e4m3fn", DataType::Float8E4M3},
+      {"float8_e8m0fnu", DataType::Float8E8M0},
   };
   for (const auto& [name, dtype] : known) {
     if (py::hasattr(module, name)) {
@@ -115,7 +120,8 @@ TorchTypes* torch_types() {
   return value;
 }
 
-[[noreturn]] void throw_dtype(const char* role, const TensorInfo& info, const std::string& received) {
+[[noreturn]] void throw_dtype(const char* role, const TensorInfo& info,
+                              const std::string& received) {
   throw InputError(std::string(role) + " '" + info.name + "': expected dtype " +
                    dtype_name(info.dtype) + ", received " + received);
 }
@@ -128,18 +134,31 @@ bool dtype_from_numpy(const py::dtype& dtype, DataType& out) {
   }
   const auto itemsize = dtype.itemsize();
   switch (dtype.num()) {
-    case 0: out = DataType::Bool; return true;
-    case 1: out = DataType::Int8; return true;
-    case 2: out = DataType::UInt8; return true;
-    case 5: case 7: case 9:
+    case 0:
+      out = DataType::Bool;
+      return true;
+    case 1:
+      out = DataType::Int8;
+      return true;
+    case 2:
+      out = DataType::UInt8;
+      return true;
+    case 5:
+    case 7:
+    case 9:
       if (itemsize == 4 || itemsize == 8) {
         out = itemsize == 4 ? DataType::Int32 : DataType::Int64;
         return true;
       }
       return false;
-    case 11: out = DataType::Float32; return true;
-    case 23: out = DataType::Float16; return true;
-    default: break;
+    case 11:
+      out = DataType::Float32;
+      return true;
+    case 23:
+      out = DataType::Float16;
+      return true;
+    default:
+      break;
   }
   const NumpyTypes& types = numpy_types();
   for (DataType candidate : {DataType::BFloat16, DataType::Float8E4M3, DataType::Float8E8M0}) {
@@ -155,8 +174,9 @@ bool dtype_from_numpy(const py::dtype& dtype, DataType& out) {
 void set_shape(const char* role, const TensorInfo& info, int rank, TensorArg& arg) {
   if (rank > kMaxRank || rank < 0) {
     throw InputError(std::string(role) + " '" + info.name + "': expected " +
-                     std::to_string(info.shape.rank) + (info.shape.rank == 1 ? " dimension " : " dimensions ") +
-                     info.shape.str() + ", received " + std::to_string(rank) + " dimensions");
+                     std::to_string(info.shape.rank) +
+                     (info.shape.rank == 1 ? " dimension " : " dimensions ") + info.shape.str() +
+                     ", received " + std::to_string(rank) + " dimensions");
   }
   arg.shape.rank = rank;
 }
@@ -240,8 +260,10 @@ void read_torch(py::handle tensor, const TorchTypes& torch, const TensorInfo& in
     try {
       array = tensor.attr("detach")().attr("numpy")();
     } catch (py::error_already_set& error) {
-      throw InputError(std::string(role) + " '" + info.name + "': cannot read this CPU tensor "
-                       "as a numpy array (" + error.what() + "); pass a numpy array or a CUDA tensor");
+      throw InputError(std::string(role) + " '" + info.name +
+                       "': cannot read this CPU tensor "
+                       "as a numpy array (" +
+                       error.what() + "); pass a numpy array or a CUDA tensor");
     }
     keep.hold(array);
     read_numpy(py::reinterpret_borrow<py::array>(array), info, is_output, arg, keep);
@@ -276,13 +298,34 @@ bool dtype_from_typestr(const std::string& typestr, DataType& out) {
     return false;
   }
   const std::string kind = typestr.substr(1);
-  if (kind == "f4") { out = DataType::Float32; return true; }
-  if (kind == "f2") { out = DataType::Float16; return true; }
-  if (kind == "i1") { out = DataType::Int8; return true; }
-  if (kind == "u1") { out = DataType::UInt8; return true; }
-  if (kind == "i4") { out = DataType::Int32; return true; }
-  if (kind == "i8") { out = DataType::Int64; return true; }
-  if (kind == "b1") { out = DataType::Bool; return true; }
+  if (kind == "f4") {
+    out = DataType::Float32;
+    return true;
+  }
+  if (kind == "f2") {
+    out = DataType::Float16;
+    return true;
+  }
+  if (kind == "i1") {
+    out = DataType::Int8;
+    return true;
+  }
+  if (kind == "u1") {
+    out = DataType::UInt8;
+    return true;
+  }
+  if (kind == "i4") {
+    out = DataType::Int32;
+    return true;
+  }
+  if (kind == "i8") {
+    out = DataType::Int64;
+    return true;
+  }
+  if (kind == "b1") {
+    out = DataType::Bool;
+    return true;
+  }
   return false;
 }
 
@@ -318,9 +361,11 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
     const py::tuple strides = dict[n.strides];
     std::array<std::int64_t, kMaxRank> values{};
     for (int i = 0; i < arg.shape.rank && i < static_cast<int>(strides.size()); ++i) {
-      values[static_cast<std::size_t>(i)] = strides[static_cast<std::size_t>(i)].cast<std::int64_t>();
+      values[static_cast<std::size_t>(i)] =
+          strides[static_cast<std::size_t>(i)].cast<std::int64_t>();
     }
-    arg.contiguous = compact(arg.shape, values.data(), static_cast<std::int64_t>(dtype_size(arg.dtype)));
+    arg.contiguous =
+        compact(arg.shape, values.data(), static_cast<std::int64_t>(dtype_size(arg.dtype)));
   }
   if (dict.contains(n.stream) && !dict[n.stream].is_none()) {
     keep.add_stream(stream_from_int(dict[n.stream].cast<std::int64_t>()));
@@ -337,7 +382,8 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
     cudaGetLastError();
   }
   if (status != cudaSuccess || attributes.type == cudaMemoryTypeUnregistered) {
-    throw InputError(std::string(role) + " '" + info.name + "': its __cuda_array_interface__ "
+    throw InputError(std::string(role) + " '" + info.name +
+                     "': its __cuda_array_interface__ "
                      "pointer is not CUDA memory");
   }
   if (attributes.type == cudaMemoryTypeHost) {
@@ -368,8 +414,8 @@ void read_dlpack(py::handle value, const TensorInfo& info, bool is_output, Tenso
                      std::to_string(device_type) + " is neither host nor CUDA memory");
   }
   // The producer orders its pending work before `consumer`.
-  const py::object capsule = value.attr(n.dlpack)(
-      py::arg("stream") = reinterpret_cast<std::uintptr_t>(consumer));
+  const py::object capsule =
+      value.attr(n.dlpack)(py::arg("stream") = reinterpret_cast<std::uintptr_t>(consumer));
   dlpack::Tensor* tensor = nullptr;
   bool read_only = false;
   if (PyCapsule_IsValid(capsule.ptr(), dlpack::kCapsuleVersioned)) {
@@ -392,20 +438,29 @@ void read_dlpack(py::handle value, const TensorInfo& info, bool is_output, Tenso
   const dlpack::DataType type = tensor->dtype;
   bool known = type.lanes == 1;
   if (known) {
-    if (type.code == dlpack::kFloat && type.bits == 32) arg.dtype = DataType::Float32;
-    else if (type.code == dlpack::kFloat && type.bits == 16) arg.dtype = DataType::Float16;
-    else if (type.code == dlpack::kBfloat && type.bits == 16) arg.dtype = DataType::BFloat16;
-    else if (type.code == dlpack::kInt && type.bits == 8) arg.dtype = DataType::Int8;
-    else if (type.code == dlpack::kUInt && type.bits == 8) arg.dtype = DataType::UInt8;
-    else if (type.code == dlpack::kInt && type.bits == 32) arg.dtype = DataType::Int32;
-    else if (type.code == dlpack::kInt && type.bits == 64) arg.dtype = DataType::Int64;
-    else if (type.code == dlpack::kBool && type.bits == 8) arg.dtype = DataType::Bool;
-    else known = false;
+    if (type.code == dlpack::kFloat && type.bits == 32)
+      arg.dtype = DataType::Float32;
+    else if (type.code == dlpack::kFloat && type.bits == 16)
+      arg.dtype = DataType::Float16;
+    else if (type.code == dlpack::kBfloat && type.bits == 16)
+      arg.dtype = DataType::BFloat16;
+    else if (type.code == dlpack::kInt && type.bits == 8)
+      arg.dtype = DataType::Int8;
+    else if (type.code == dlpack::kUInt && type.bits == 8)
+      arg.dtype = DataType::UInt8;
+    else if (type.code == dlpack::kInt && type.bits == 32)
+      arg.dtype = DataType::Int32;
+    else if (type.code == dlpack::kInt && type.bits == 64)
+      arg.dtype = DataType::Int64;
+    else if (type.code == dlpack::kBool && type.bits == 8)
+      arg.dtype = DataType::Bool;
+    else
+      known = false;
   }
   if (!known) {
-    throw_dtype(role, info, "DLPack type (code " + std::to_string(type.code) + ", " +
-                                std::to_string(type.bits) + " bits, " +
-                                std::to_string(type.lanes) + " lanes)");
+    throw_dtype(role, info,
+                "DLPack type (code " + std::to_string(type.code) + ", " +
+                    std::to_string(type.bits) + " bits, " + std::to_string(type.lanes) + " lanes)");
   }
   set_shape(role, info, tensor->ndim, arg);
   for (int i = 0; i < tensor->ndim; ++i) {
@@ -505,8 +560,10 @@ void TensorReader::read(py::handle value, const TensorInfo& info, bool is_output
     return;
   }
   if (is_output) {
-    throw InputError("output '" + info.name + "': expected a numpy array or a device array, "
-                     "received " + std::string(py::str(py::type::handle_of(value))));
+    throw InputError("output '" + info.name +
+                     "': expected a numpy array or a device array, "
+                     "received " +
+                     std::string(py::str(py::type::handle_of(value))));
   }
   // Lists, scalars, and other array-likes.
   py::object array = numpy_types().numpy.attr("asarray")(value);
@@ -574,7 +631,8 @@ py::array new_numpy(const py::object& dtype, const Dims& shape) {
   auto& api = py::detail::npy_api::get();
   std::array<Py_intptr_t, kMaxRank> dims{};
   for (int i = 0; i < shape.rank; ++i) {
-    dims[static_cast<std::size_t>(i)] = static_cast<Py_intptr_t>(shape.d[static_cast<std::size_t>(i)]);
+    dims[static_cast<std::size_t>(i)] =
+        static_cast<Py_intptr_t>(shape.d[static_cast<std::size_t>(i)]);
   }
   Py_INCREF(dtype.ptr());  // PyArray_NewFromDescr steals the descriptor
   PyObject* array = api.PyArray_NewFromDescr_(api.PyArray_Type_, dtype.ptr(), shape.rank,
@@ -606,14 +664,22 @@ struct Export {
 
 dlpack::DataType to_dlpack(DataType dtype) {
   switch (dtype) {
-    case DataType::Float32: return {dlpack::kFloat, 32, 1};
-    case DataType::Float16: return {dlpack::kFloat, 16, 1};
-    case DataType::BFloat16: return {dlpack::kBfloat, 16, 1};
-    case DataType::Int8: return {dlpack::kInt, 8, 1};
-    case DataType::UInt8: return {dlpack::kUInt, 8, 1};
-    case DataType::Int32: return {dlpack::kInt, 32, 1};
-    case DataType::Int64: return {dlpack::kInt, 64, 1};
-    case DataType::Bool: return {dlpack::kBool, 8, 1};
+    case DataType::Float32:
+      return {dlpack::kFloat, 32, 1};
+    case DataType::Float16:
+      return {dlpack::kFloat, 16, 1};
+    case DataType::BFloat16:
+      return {dlpack::kBfloat, 16, 1};
+    case DataType::Int8:
+      return {dlpack::kInt, 8, 1};
+    case DataType::UInt8:
+      return {dlpack::kUInt, 8, 1};
+    case DataType::Int32:
+      return {dlpack::kInt, 32, 1};
+    case DataType::Int64:
+      return {dlpack::kInt, 64, 1};
+    case DataType::Bool:
+      return {dlpack::kBool, 8, 1};
     default:
       throw py::buffer_error(std::string("DLPack has no type for ") + dtype_name(dtype));
   }
@@ -621,14 +687,22 @@ dlpack::DataType to_dlpack(DataType dtype) {
 
 const char* typestr(DataType dtype) {
   switch (dtype) {
-    case DataType::Float32: return "<f4";
-    case DataType::Float16: return "<f2";
-    case DataType::Int8: return "|i1";
-    case DataType::UInt8: return "|u1";
-    case DataType::Int32: return "<i4";
-    case DataType::Int64: return "<i8";
-    case DataType::Bool: return "|b1";
-    default: return nullptr;
+    case DataType::Float32:
+      return "<f4";
+    case DataType::Float16:
+      return "<f2";
+    case DataType::Int8:
+      return "|i1";
+    case DataType::UInt8:
+      return "|u1";
+    case DataType::Int32:
+      return "<i4";
+    case DataType::Int64:
+      return "<i8";
+    case DataType::Bool:
+      return "|b1";
+    default:
+      return nullptr;
   }
 }
 
@@ -667,9 +741,10 @@ py::object to_capsule(const DeviceArray& array, bool versioned) {
     fill_tensor(*exported, array);
     exported->managed.version = {1, 0};
     exported->managed.flags = 0;
-    PyObject* capsule = PyCapsule_New(&exported->managed, dlpack::kCapsuleVersioned, [](PyObject* c) {
-      release_unconsumed<dlpack::ManagedTensorVersioned>(c, dlpack::kCapsuleVersioned);
-    });
+    PyObject* capsule =
+        PyCapsule_New(&exported->managed, dlpack::kCapsuleVersioned, [](PyObject* c) {
+          release_unconsumed<dlpack::ManagedTensorVersioned>(c, dlpack::kCapsuleVersioned);
+        });
     if (capsule == nullptr) {
       throw py::error_already_set();
     }
@@ -704,15 +779,16 @@ void bind_device_array(py::module_& module) {
                           "cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; "
                           "a.numpy() copies it to the host.")
       .def_property_readonly("shape", [](const DeviceArray& a) { return shape_tuple(a.shape); })
-      .def_property_readonly("dtype", [](const DeviceArray& a) { return dtype_name(a.dtype); },
-                             "numpy's name for the element type.")
+      .def_property_readonly(
+          "dtype", [](const DeviceArray& a) { return dtype_name(a.dtype); },
+          "numpy's name for the element type.")
       .def_property_readonly("device", [](const DeviceArray& a) { return a.device; })
-      .def_property_readonly("ptr", [](const DeviceArray& a) {
-        return reinterpret_cast<std::uintptr_t>(a.data);
-      })
+      .def_property_readonly(
+          "ptr", [](const DeviceArray& a) { return reinterpret_cast<std::uintptr_t>(a.data); })
       .def_property_readonly("nbytes", &DeviceArray::nbytes)
       .def_property_readonly("ndim", [](const DeviceArray& a) { return a.shape.rank; })
-      .def_property_readonly("size", [](const DeviceArray& a) { return std::max<std::int64_t>(a.shape.volume(), 0); })
+      .def_property_readonly(
+          "size", [](const DeviceArray& a) { return std::max<std::int64_t>(a.shape.volume(), 0); })
       .def_property_readonly(
           "__cuda_array_interface__",
           [](const DeviceArray& a) {
@@ -765,7 +841,8 @@ void bind_device_array(py::module_& module) {
             if (a.nbytes() > 0) {
               void* destination = result.mutable_data();
               py::gil_scoped_release release;
-              TRTFAST_CUDA_CHECK(cudaMemcpy(destination, a.data, a.nbytes(), cudaMemcpyDeviceToHost));
+              TRTFAST_CUDA_CHECK(
+                  cudaMemcpy(destination, a.data, a.nbytes(), cudaMemcpyDeviceToHost));
             }
             return result;
           },

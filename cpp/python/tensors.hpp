@@ -2,10 +2,9 @@
 // __dlpack__) as TensorArgs without copies, and the device array sessions return.
 #pragma once
 
+#include <cuda_runtime_api.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-
-#include <cuda_runtime_api.h>
 
 #include <memory>
 #include <vector>
@@ -56,8 +55,12 @@ class TensorReader {
   int output_index(pybind11::handle name) const;  // throws InputError when unknown
   const Signature& signature() const noexcept { return *signature_; }
   // numpy dtype of each output (None where numpy lacks the type, e.g. bfloat16 without ml_dtypes)
-  const pybind11::object& output_dtype(int output) const { return output_dtypes_[static_cast<std::size_t>(output)]; }
-  const pybind11::str& output_name(int output) const { return output_names_[static_cast<std::size_t>(output)]; }
+  const pybind11::object& output_dtype(int output) const {
+    return output_dtypes_[static_cast<std::size_t>(output)];
+  }
+  const pybind11::str& output_name(int output) const {
+    return output_names_[static_cast<std::size_t>(output)];
+  }
 
  private:
   const Signature* signature_;

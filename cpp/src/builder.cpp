@@ -91,8 +91,8 @@ OnnxParserLibrary find_onnx_parser(const TensorRTLibrary& library) {
   }
   throw TensorRTUnavailableError("building engines needs TensorRT's ONNX parser (" + name +
                                  ") for TensorRT " + library.version_string() + " at " +
-                                 library.path() + ", and none was found. Searched:\n" +
-                                 searched + kInstallHint + ".");
+                                 library.path() + ", and none was found. Searched:\n" + searched +
+                                 kInstallHint + ".");
 }
 
 const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {

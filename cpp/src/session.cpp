@@ -12,7 +12,9 @@ namespace {
 
 constexpr std::size_t kAlignment = 256;  // what cudaMalloc guarantees and TensorRT expects
 
-std::size_t align_up(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+std::size_t align_up(std::size_t bytes) {
+  return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+}
 
 std::size_t byte_size(const Dims& shape, DataType dtype) {
   const std::int64_t volume = shape.volume();
@@ -161,8 +163,8 @@ void Session::size_buffers() {
   }
   stream_.synchronize();
   current_profile_ = -1;  // select again on the first call, with its shapes
-  has_data_dependent_ = std::find(data_dependent_.begin(), data_dependent_.end(), true) !=
-                        data_dependent_.end();
+  has_data_dependent_ =
+      std::find(data_dependent_.begin(), data_dependent_.end(), true) != data_dependent_.end();
   if (has_data_dependent_) {
     allocators_.push_back(std::make_unique<DataDependentAllocator>(*this));
     for (std::size_t j = 0; j < num_outputs_; ++j) {
@@ -403,8 +405,10 @@ void Session::disable_graphs(const std::string& reason) {
   graphs_enabled_ = false;
   graphs_.clear();
   if (options_.warn) {
-    options_.warn("CUDA graph capture failed, so this session runs without CUDA graphs from now "
-                  "on: " + reason);
+    options_.warn(
+        "CUDA graph capture failed, so this session runs without CUDA graphs from now "
+        "on: " +
+        reason);
   }
 }
 
@@ -449,9 +453,9 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   entry->key = key_;
   entry->last_used = ++tick_;
   if (graphs_.size() >= options_.graph_cache_size) {
-    auto oldest = std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
-      return a->last_used < b->last_used;
-    });
+    auto oldest =
+        std::min_element(graphs_.begin(), graphs_.end(),
+                         [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
     graphs_.erase(oldest);
   }
   graphs_.push_back(std::move(entry));

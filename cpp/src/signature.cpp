@@ -15,12 +15,18 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {DataType::Float32, "float32", 4},        {DataType::Float16, "float16", 2},
-    {DataType::BFloat16, "bfloat16", 2},      {DataType::Int8, "int8", 1},
-    {DataType::UInt8, "uint8", 1},            {DataType::Int32, "int32", 4},
-    {DataType::Int64, "int64", 8},            {DataType::Bool, "bool", 1},
-    {DataType::Float8E4M3, "float8_e4m3fn", 1}, {DataType::Int4, "int4", 0},
-    {DataType::Float4E2M1, "float4_e2m1fn", 0}, {DataType::Float8E8M0, "float8_e8m0fnu", 1},
+    {DataType::Float32, "float32", 4},
+    {DataType::Float16, "float16", 2},
+    {DataType::BFloat16, "bfloat16", 2},
+    {DataType::Int8, "int8", 1},
+    {DataType::UInt8, "uint8", 1},
+    {DataType::Int32, "int32", 4},
+    {DataType::Int64, "int64", 8},
+    {DataType::Bool, "bool", 1},
+    {DataType::Float8E4M3, "float8_e4m3fn", 1},
+    {DataType::Int4, "int4", 0},
+    {DataType::Float4E2M1, "float4_e2m1fn", 0},
+    {DataType::Float8E8M0, "float8_e8m0fnu", 1},
 };
 
 const DTypeEntry* find_dtype(DataType dtype) noexcept {
@@ -75,7 +81,8 @@ std::size_t dtype_size(DataType dtype) noexcept {
 
 // --- Dims ----------------------------------------------------------------------------------------
 
-Dims::Dims(std::initializer_list<std::int64_t> dims) : Dims(Dims::from(std::vector<std::int64_t>(dims))) {}
+Dims::Dims(std::initializer_list<std::int64_t> dims)
+    : Dims(Dims::from(std::vector<std::int64_t>(dims))) {}
 
 Dims Dims::from(const std::vector<std::int64_t>& dims) {
   if (dims.size() > static_cast<std::size_t>(kMaxRank)) {
@@ -233,14 +240,17 @@ void Signature::check_input(int index, const TensorArg& arg, int device) const {
   }
   if (arg.location == Location::Device) {
     if (arg.device != device) {
-      throw InputError("input '" + info.name + "': expected a tensor on cuda:" +
-                       std::to_string(device) + " (the session's device) or in host memory, "
-                       "received one on cuda:" + std::to_string(arg.device));
+      throw InputError("input '" + info.name +
+                       "': expected a tensor on cuda:" + std::to_string(device) +
+                       " (the session's device) or in host memory, "
+                       "received one on cuda:" +
+                       std::to_string(arg.device));
     }
     if (!arg.contiguous) {
-      throw InputError("input '" + info.name + "': expected a contiguous (row-major) device "
-                       "array, received a strided one of shape " + arg.shape.str() +
-                       "; make it contiguous first (e.g. tensor.contiguous())");
+      throw InputError("input '" + info.name +
+                       "': expected a contiguous (row-major) device "
+                       "array, received a strided one of shape " +
+                       arg.shape.str() + "; make it contiguous first (e.g. tensor.contiguous())");
     }
   }
 }
@@ -295,7 +305,8 @@ void Signature::check_output(int index, const TensorArg& arg, const Dims& expect
                              int device) const {
   const TensorInfo& info = outputs_[static_cast<std::size_t>(index)];
   if (expected.is_dynamic()) {
-    throw InputError("output '" + info.name + "': its shape depends on the data, so no buffer "
+    throw InputError("output '" + info.name +
+                     "': its shape depends on the data, so no buffer "
                      "can be given for it");
   }
   if (arg.dtype != info.dtype || arg.shape != expected) {
@@ -304,16 +315,17 @@ void Signature::check_output(int index, const TensorArg& arg, const Dims& expect
                      dtype_name(arg.dtype) + " " + arg.shape.str());
   }
   if (!arg.contiguous) {
-    throw InputError("output '" + info.name + "': expected a contiguous (row-major) buffer, "
+    throw InputError("output '" + info.name +
+                     "': expected a contiguous (row-major) buffer, "
                      "received a strided one");
   }
   if (!arg.writable) {
     throw InputError("output '" + info.name + "': the buffer given is read-only");
   }
   if (arg.location == Location::Device && arg.device != device) {
-    throw InputError("output '" + info.name + "': expected a buffer on cuda:" +
-                     std::to_string(device) + " or in host memory, received one on cuda:" +
-                     std::to_string(arg.device));
+    throw InputError("output '" + info.name +
+                     "': expected a buffer on cuda:" + std::to_string(device) +
+                     " or in host memory, received one on cuda:" + std::to_string(arg.device));
   }
 }
 

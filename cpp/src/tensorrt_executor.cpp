@@ -43,19 +43,31 @@ nvinfer1::Dims to_tensorrt(const Dims& dims) {
 
 DataType from_tensorrt(nvinfer1::DataType dtype, const char* tensor) {
   switch (static_cast<int>(dtype)) {
-    case static_cast<int>(nvinfer1::DataType::kFLOAT): return DataType::Float32;
-    case static_cast<int>(nvinfer1::DataType::kHALF): return DataType::Float16;
-    case static_cast<int>(nvinfer1::DataType::kINT8): return DataType::Int8;
-    case static_cast<int>(nvinfer1::DataType::kINT32): return DataType::Int32;
-    case static_cast<int>(nvinfer1::DataType::kBOOL): return DataType::Bool;
-    case static_cast<int>(nvinfer1::DataType::kUINT8): return DataType::UInt8;
-    case static_cast<int>(nvinfer1::DataType::kFP8): return DataType::Float8E4M3;
-    case static_cast<int>(nvinfer1::DataType::kBF16): return DataType::BFloat16;
-    case static_cast<int>(nvinfer1::DataType::kINT64): return DataType::Int64;
-    case static_cast<int>(nvinfer1::DataType::kINT4): return DataType::Int4;
+    case static_cast<int>(nvinfer1::DataType::kFLOAT):
+      return DataType::Float32;
+    case static_cast<int>(nvinfer1::DataType::kHALF):
+      return DataType::Float16;
+    case static_cast<int>(nvinfer1::DataType::kINT8):
+      return DataType::Int8;
+    case static_cast<int>(nvinfer1::DataType::kINT32):
+      return DataType::Int32;
+    case static_cast<int>(nvinfer1::DataType::kBOOL):
+      return DataType::Bool;
+    case static_cast<int>(nvinfer1::DataType::kUINT8):
+      return DataType::UInt8;
+    case static_cast<int>(nvinfer1::DataType::kFP8):
+      return DataType::Float8E4M3;
+    case static_cast<int>(nvinfer1::DataType::kBF16):
+      return DataType::BFloat16;
+    case static_cast<int>(nvinfer1::DataType::kINT64):
+      return DataType::Int64;
+    case static_cast<int>(nvinfer1::DataType::kINT4):
+      return DataType::Int4;
     // Values, not names: older 10.x headers lack these enumerators.
-    case 10: return DataType::Float4E2M1;
-    case 11: return DataType::Float8E8M0;
+    case 10:
+      return DataType::Float4E2M1;
+    case 11:
+      return DataType::Float8E8M0;
     default:
       throw Error(std::string("tensor '") + tensor + "' has TensorRT data type " +
                   std::to_string(static_cast<int>(dtype)) + ", which trtfast does not know");
@@ -78,7 +90,8 @@ Signature read_signature(const nvinfer1::ICudaEngine& engine) {
     info.shape = from_tensorrt(engine.getTensorShape(name), name);
     const bool is_input = engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
     if (engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST) {
-      throw Error(std::string("tensor '") + name + "' lives in host memory (a shape tensor); "
+      throw Error(std::string("tensor '") + name +
+                  "' lives in host memory (a shape tensor); "
                   "trtfast sessions run engines whose inputs and outputs are on the device");
     }
     if (is_input && info.shape.is_dynamic()) {
@@ -103,8 +116,9 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
  public:
   OutputAllocatorAdapter(OutputAllocator* target, int output) : target_(target), output_(output) {}
 
-  void* reallocateOutputAsync(char const* /*tensorName*/, void* /*currentMemory*/, std::uint64_t size,
-                              std::uint64_t alignment, cudaStream_t stream) noexcept override {
+  void* reallocateOutputAsync(char const* /*tensorName*/, void* /*currentMemory*/,
+                              std::uint64_t size, std::uint64_t alignment,
+                              cudaStream_t stream) noexcept override {
     void* memory = target_->reallocate(output_, static_cast<std::size_t>(size), stream);
     if (memory != nullptr && alignment > 1 &&
         reinterpret_cast<std::uintptr_t>(memory) % alignment != 0) {
@@ -128,8 +142,7 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
 
 class TensorRTExecutor final : public Executor {
  public:
-  TensorRTExecutor(std::shared_ptr<DeserializedEngine> engine,
-                   nvinfer1::IExecutionContext* context)
+  TensorRTExecutor(std::shared_ptr<DeserializedEngine> engine, nvinfer1::IExecutionContext* context)
       : engine_(std::move(engine)), context_(context), signature_(engine_->signature()) {
     for (const TensorInfo& input : signature_.inputs()) {
       input_names_.push_back(input.name.c_str());
@@ -159,9 +172,9 @@ class TensorRTExecutor final : public Executor {
     LoggedErrors errors;
     const char* name = input_names_[static_cast<std::size_t>(input)];
     if (!context_->setInputShape(name, to_tensorrt(shape)) || !errors.messages().empty()) {
-      throw_logged(std::string("TensorRT refused shape ") + shape.str() + " for input '" + name +
-                       "'",
-                   errors);
+      throw_logged(
+          std::string("TensorRT refused shape ") + shape.str() + " for input '" + name + "'",
+          errors);
     }
   }
 
@@ -190,9 +203,9 @@ class TensorRTExecutor final : public Executor {
     LoggedErrors errors;
     if (!context_->setOutputAllocator(output_names_[j], allocators_[j].get()) ||
         !errors.messages().empty()) {
-      throw_logged(std::string("TensorRT refused an output allocator for '") + output_names_[j] +
-                       "'",
-                   errors);
+      throw_logged(
+          std::string("TensorRT refused an output allocator for '") + output_names_[j] + "'",
+          errors);
     }
   }
 
@@ -236,8 +249,7 @@ std::unique_ptr<Executor> DeserializedEngine::create_executor() {
   nvinfer1::IExecutionContext* context = impl_->engine->createExecutionContext();
   if (context == nullptr || !errors.messages().empty()) {
     delete context;
-    throw_logged("TensorRT could not create an execution context (out of device memory?)",
-                 errors);
+    throw_logged("TensorRT could not create an execution context (out of device memory?)", errors);
   }
   return std::make_unique<TensorRTExecutor>(shared_from_this(), context);
 }

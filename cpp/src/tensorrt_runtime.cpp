@@ -8,9 +8,9 @@
 #include <utility>
 
 #include "tensorrt_adapter.hpp"
+#include "tensorrt_internal.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
-#include "tensorrt_internal.hpp"
 
 namespace trtfast {
 

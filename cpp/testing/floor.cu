@@ -10,8 +10,7 @@
 namespace trtfast::testing {
 
 std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t batch,
-                                    std::int64_t features, int iterations, int warmup,
-                                    int device) {
+                                    std::int64_t features, int iterations, int warmup, int device) {
   cuda::set_device(device);
   const std::int64_t count = batch * features;
   const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(float);

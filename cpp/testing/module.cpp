@@ -86,8 +86,8 @@ PYBIND11_MODULE(_testing, m) {
       "x [-1] float32 -> values = x[x > 0]: an output of data-dependent shape.");
   m.def(
       "floor_latencies",
-      [](bool host, bool blocking_sync, std::int64_t batch, std::int64_t features,
-         int iterations, int warmup, int device) {
+      [](bool host, bool blocking_sync, std::int64_t batch, std::int64_t features, int iterations,
+         int warmup, int device) {
         py::gil_scoped_release release;
         return trtfast::testing::floor_latencies(host, blocking_sync, batch, features, iterations,
                                                  warmup, device);

@@ -1,11 +1,10 @@
-#include "test_engine.hpp"
-
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <string>
 #include <utility>
 
+#include "test_engine.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 
@@ -21,16 +20,16 @@ unsigned blocks_for(std::int64_t count) {
 
 // __fmul_rn/__fadd_rn: no fused multiply-add, so results equal numpy's float32 bit for bit.
 __global__ void affine_kernel(const float* x, float* y, std::int64_t count, float a, float b) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < count; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     y[i] = __fadd_rn(__fmul_rn(a, x[i]), b);
   }
 }
 
 __global__ void add_bias_kernel(const float* x, const float* bias, float* sum, std::int64_t count,
                                 std::int64_t features) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < count; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     sum[i] = __fadd_rn(x[i], bias[i % features]);
   }
 }
@@ -268,14 +267,16 @@ class TestExecutor final : public Executor {
     }
     long long found = 0;
     if (count > 0) {
-      count_positive_kernel<<<1, 1, 0, stream>>>(x, count, static_cast<long long*>(count_device_.data()));
+      count_positive_kernel<<<1, 1, 0, stream>>>(x, count,
+                                                 static_cast<long long*>(count_device_.data()));
       check_launch("count_positive_kernel");
       cuda::copy_async(count_host_.data(), count_device_.data(), sizeof(long long),
                        cuda::StreamView(stream));
       TRTFAST_CUDA_CHECK(cudaStreamSynchronize(stream));
       found = *static_cast<const long long*>(count_host_.data());
     }
-    const std::size_t bytes = std::max<std::size_t>(static_cast<std::size_t>(found) * sizeof(float), 1);
+    const std::size_t bytes =
+        std::max<std::size_t>(static_cast<std::size_t>(found) * sizeof(float), 1);
     void* values = allocator->reallocate(0, bytes, stream);
     if (values == nullptr) {
       throw Error("test executor: no memory for output 'values'");

@@ -49,8 +49,8 @@ struct SessionStats {
   std::uint64_t calls = 0;
   std::uint64_t graph_launches = 0;
   std::uint64_t graph_captures = 0;
-  std::uint64_t plain_runs = 0;       // calls run by enqueue (graphs off, first call of a key)
-  std::uint64_t executor_calls = 0;   // shape/address/profile calls into the executor
+  std::uint64_t plain_runs = 0;      // calls run by enqueue (graphs off, first call of a key)
+  std::uint64_t executor_calls = 0;  // shape/address/profile calls into the executor
   std::size_t cached_graphs = 0;
   bool graphs_enabled = true;
 };
@@ -139,7 +139,7 @@ class Session {
   std::vector<void*> current_input_addresses_;
   std::vector<void*> current_output_addresses_;
   std::vector<Dims> output_shapes_;
-  std::vector<Dims> result_shapes_;  // data-dependent outputs, as the executor reports them
+  std::vector<Dims> result_shapes_;      // data-dependent outputs, as the executor reports them
   std::vector<void*> input_addresses_;   // this call's
   std::vector<void*> output_addresses_;  // this call's
   std::vector<std::unique_ptr<DataDependentAllocator>> allocators_;

@@ -76,9 +76,9 @@ struct TensorArg {
   DataType dtype = DataType::Float32;
   Dims shape;
   Location location = Location::Host;
-  int device = -1;          // the CUDA device holding it, for Location::Device
-  bool contiguous = true;   // row-major without gaps
-  bool writable = true;     // matters for outputs only
+  int device = -1;         // the CUDA device holding it, for Location::Device
+  bool contiguous = true;  // row-major without gaps
+  bool writable = true;    // matters for outputs only
 };
 
 class Signature {
