@@ -95,6 +95,11 @@ class Stream:
             self.cudart.cudaStreamDestroy(self.stream)
             self.stream = None
 
+    def __del__(self) -> None:
+        # Best effort: at interpreter exit CUDA may be gone already.
+        with contextlib.suppress(Exception):
+            self.close()
+
 
 class StagedBuffer:
     """Device memory for one tensor and its pinned host staging area; grows on demand.
@@ -140,3 +145,7 @@ class StagedBuffer:
         if self.host:
             self.cudart.cudaFreeHost(self.host)
         self.device = self.host = self.capacity = 0
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
