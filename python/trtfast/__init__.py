@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import _core
+from . import _core, models, reference
 from ._library import tensorrt_library
 from .build import build
 from .engine import DeviceArray, Engine, Session
@@ -63,6 +63,8 @@ __all__ = [
     "build_info",
     "export",
     "inspect",
+    "models",
     "prepare",
+    "reference",
     "tensorrt_library",
 ]

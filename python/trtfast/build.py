@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
 from ._library import tensorrt_library
@@ -170,11 +170,12 @@ def cache_key(
     shape_profiles: Sequence[Profile],
     tensorrt_version: str,
     compute_capability: tuple[int, int],
+    edition: str = "standard",
 ) -> str:
-    """Engine-cache key: equal exactly when the model, the options, the TensorRT version, the
-    GPU's compute capability and the trtfast version are. The plugins' contents count, not
-    only their paths. The device index and the timing cache do not: they change neither what
-    the engine computes nor where it runs."""
+    """Engine-cache key: equal exactly when the model, the options, the TensorRT edition and
+    version, the GPU's compute capability and the trtfast version are. The plugins' contents
+    count, not only their paths. The device index and the timing cache do not: they change
+    neither what the engine computes nor where it runs."""
     material = {
         "schema": _CACHE_SCHEMA,
         "trtfast": _core.build_info()["version"],
@@ -182,6 +183,7 @@ def cache_key(
         "options": {**options.as_dict(), "plugins": [_file_sha256(p) for p in options.plugins]},
         "profiles": as_options(shape_profiles),
         "tensorrt": tensorrt_version,
+        "edition": edition,
         "compute_capability": list(compute_capability),
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
@@ -261,10 +263,6 @@ class TimingCacheFile:
             atomic_write(self.path, cache)
 
 
-def _timing_cache_merger(library: Any, device: int) -> Callable[[bytes, bytes], bytes]:
-    return lambda theirs, ours: _core.combine_timing_caches(library, [theirs, ours], device)
-
-
 # ---------------------------------------------------------------------------------------------
 # Progress
 
@@ -332,6 +330,67 @@ _STEPS = 3  # prepare the model, build the plan, write the engine
 
 
 # ---------------------------------------------------------------------------------------------
+# The TensorRT step
+
+
+class PlanBuilder(Protocol):
+    """The one step of a build that runs TensorRT: ONNX bytes in, a serialized plan out.
+
+    trtfast's C++ core is one (``trtfast.build``), TensorRT's Python API another
+    (``trtfast.reference.build``); everything around the step is shared.
+    """
+
+    #: the TensorRT edition the plans are for: "standard" or "rtx"
+    edition: str
+    #: the version of the TensorRT library that builds, such as "11.4.0"
+    tensorrt_version: str
+    #: networks take their types from the model, so reduced precision converts the model
+    strongly_typed: bool
+
+    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+        """The GPU name and compute capability an engine built for ``device`` is for; ("",
+        (0, 0)) for an engine that is not tied to one GPU."""
+        ...
+
+    def build_plan(
+        self, onnx: bytes, options: dict[str, Any], progress: Callable[[str, str, int, int], bool]
+    ) -> dict[str, Any]:
+        """``_core.build_plan``'s contract: options and the result as that function takes and
+        returns them."""
+        ...
+
+    def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
+        """One timing cache holding the entries of all ``caches``."""
+        ...
+
+
+class _CorePlanBuilder:
+    """TensorRT through trtfast's C++ core."""
+
+    edition = "standard"
+
+    def __init__(self, library: Any) -> None:
+        self.library = library
+        self.tensorrt_version = str(library.version)
+        self.strongly_typed = int(self.tensorrt_version.split(".")[0]) >= 11
+
+    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+        return gpu_target(device)
+
+    def build_plan(
+        self, onnx: bytes, options: dict[str, Any], progress: Callable[[str, str, int, int], bool]
+    ) -> dict[str, Any]:
+        return dict(_core.build_plan(self.library, onnx, options, progress))
+
+    def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
+        return bytes(_core.combine_timing_caches(self.library, list(caches), device))
+
+
+def _core_plan_builder(options: BuildOptions) -> PlanBuilder:
+    return _CorePlanBuilder(_full_library())
+
+
+# ---------------------------------------------------------------------------------------------
 # build
 
 
@@ -374,6 +433,43 @@ def build(
         (event, phase, step, total) that may return False to cancel.
     device: the GPU to build for.
     """
+    return build_with(
+        _core_plan_builder,
+        model,
+        output=output,
+        precision=precision,
+        shapes=shapes,
+        workspace=workspace,
+        timing_cache=timing_cache,
+        cache_dir=cache_dir,
+        optimization_level=optimization_level,
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility,
+        plugins=plugins,
+        progress=progress,
+        device=device,
+    )
+
+
+def build_with(
+    plan_builder: Callable[[BuildOptions], PlanBuilder],
+    model: ModelSource,
+    *,
+    output: PathArgument | None = None,
+    precision: str | None = None,
+    shapes: ShapesArgument | None = None,
+    workspace: int | str | None = None,
+    timing_cache: PathArgument | None = None,
+    cache_dir: PathArgument | None = None,
+    optimization_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    plugins: Sequence[PathArgument] = (),
+    progress: bool | ProgressCallback = True,
+    device: int = 0,
+) -> EngineInfo:
+    """:func:`build` with the TensorRT step made by ``plan_builder(options)``, called once every
+    option and the model have been checked."""
     require_build_extra()
     options = check_options(
         precision=precision,
@@ -398,10 +494,9 @@ def build(
     shape_profiles = resolve(shapes, model_inputs(loaded.proto))
     require_quantized(loaded.proto, options.precision)
 
-    library = _full_library()
-    gpu = _gpu(options.device)
-    compute_capability = (int(gpu["compute_capability"][0]), int(gpu["compute_capability"][1]))
-    strongly_typed = int(str(library.version).split(".")[0]) >= 11
+    builder = plan_builder(options)
+    target = builder.target(options.device)
+    strongly_typed = builder.strongly_typed
 
     try:
         # Imported when a build runs, so the rest of this module works without it.
@@ -410,7 +505,12 @@ def build(
         cached = None
         if cache_folder is not None:
             key = cache_key(
-                loaded.sha256, options, shape_profiles, library.version, compute_capability
+                loaded.sha256,
+                options,
+                shape_profiles,
+                builder.tensorrt_version,
+                target[1],
+                builder.edition,
             )
             cached = cache_folder / f"{key}.engine"
             hit = _cache_lookup(cached)
@@ -424,8 +524,7 @@ def build(
         with parser_input(loaded, options.precision, strongly_typed) as (onnx, folder):
             reporter.step(_PHASE, 1, _STEPS)
             loaded_cache = timing.load() if timing is not None else None
-            result = _core.build_plan(
-                library,
+            result = builder.build_plan(
                 onnx,
                 {
                     **options.as_dict(),
@@ -441,10 +540,12 @@ def build(
             timing.save(
                 bytes(result["timing_cache"]),
                 loaded_cache,
-                _timing_cache_merger(library, options.device),
+                lambda theirs, ours: builder.combine_timing_caches([theirs, ours], options.device),
             )
         reporter.step(_PHASE, 2, _STEPS)
-        info = _engine_info(result, shape_profiles, options, strongly_typed, loaded.sha256, gpu)
+        info = _engine_info(
+            result, shape_profiles, options, strongly_typed, loaded.sha256, builder.edition, target
+        )
         plan = bytes(result["plan"])
         written = []
         for path in (cached, output_path):
@@ -500,6 +601,13 @@ def _full_library() -> Any:
     return library
 
 
+def gpu_target(device: int) -> tuple[str, tuple[int, int]]:
+    """The name and compute capability of GPU ``device``, for which an engine is built."""
+    gpu = _gpu(device)
+    major, minor = gpu["compute_capability"]
+    return str(gpu["name"]), (int(major), int(minor))
+
+
 def _gpu(device: int) -> dict[str, Any]:
     gpus = list(_core.cuda.devices()) if _core.cuda.device_count() > 0 else []
     if device >= len(gpus):
@@ -527,7 +635,8 @@ def _engine_info(
     options: BuildOptions,
     strongly_typed: bool,
     model_sha256: str,
-    gpu: dict[str, Any],
+    edition: str,
+    target: tuple[str, tuple[int, int]],
 ) -> EngineInfo:
     from .engine_file import EngineInfo, TensorSpec
 
@@ -550,9 +659,9 @@ def _engine_info(
     return EngineInfo(
         format_version=0,
         tensorrt_version=str(result["tensorrt_version"]),
-        edition="standard",
-        gpu_name=str(gpu["name"]),
-        compute_capability=(int(gpu["compute_capability"][0]), int(gpu["compute_capability"][1])),
+        edition=edition,
+        gpu_name=target[0],
+        compute_capability=target[1],
         inputs=tuple(spec(tensor, True) for tensor in result["inputs"]),
         outputs=tuple(spec(tensor, False) for tensor in result["outputs"]),
         build_options={

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_build_parser(commands)
     _add_engine_file_parsers(commands)
+    _add_demo_parser(commands)
     return parser
 
 
@@ -172,6 +173,19 @@ def _engine_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="build a bundled model with the best path this machine has",
+        description="Build a model that comes with trtfast (made on first use, nothing is "
+        "downloaded) through trtfast's C++ core, or TensorRT's Python API where only that "
+        "works. Where TensorRT cannot run, prints why and exits 1.",
+    )
+    demo.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="(default: cnn)")
+    demo.add_argument("--precision", choices=PRECISIONS[:3], default="fp32", help="(default: fp32)")
+    demo.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "doctor":
@@ -182,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _build(args)
     if args.command in ("inspect", "export"):
         return _engine_command(args)
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(args.model, args.precision, args.device)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -1,0 +1,71 @@
+"""``trtfast demo``: build a bundled model with the best path this machine has.
+
+The C++ core when ``trtfast doctor`` finds TensorRT usable, else TensorRT's Python API (the
+reference path) when it is installed and a GPU is present; where TensorRT cannot run, the
+doctor's report says why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import _core, models
+from ._library import tensorrt_library
+from .errors import TrtfastError
+
+Builder = Callable[..., Any]
+
+
+def choose_builder() -> tuple[str, Builder] | None:
+    """(name, build function) of the best way to build here, or None when TensorRT cannot run
+    on this machine."""
+    from . import doctor
+
+    if doctor.examine().ok and tensorrt_library().kind == "full":
+        from .build import build
+
+        return "trtfast (C++ core)", build
+    from . import reference
+
+    if reference.unavailable_reason("standard") is None and _core.cuda.device_count() > 0:
+        return "TensorRT Python API (reference)", reference.build
+    return None
+
+
+def main(model: str, precision: str, device: int) -> int:
+    chosen = choose_builder()
+    if chosen is None:
+        from . import doctor
+
+        print(
+            "trtfast demo: TensorRT cannot run on this machine; `trtfast doctor` says:",
+            file=sys.stderr,
+        )
+        print(doctor.examine().render(), file=sys.stderr)
+        return 1
+    label, build = chosen
+    try:
+        source = models.path(model)
+        output = models.cache_dir() / "engines" / f"{model}-{precision}.engine"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        info = build(
+            source,
+            output=output,
+            cache_dir=models.cache_dir() / "engines" / "cache",
+            shapes=models.shapes(model),
+            precision=precision,
+            device=device,
+            progress=False,
+        )
+    except (TrtfastError, ImportError, OSError) as error:
+        print(f"trtfast demo: error: {error}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - started
+    print(f"model     {model}: {models.describe(model)}")
+    print(f"built by  {label}, TensorRT {info.tensorrt_version}, {precision}, {seconds:.1f} s")
+    print(f"engine    {output} ({info.plan_size / 2**20:.1f} MiB, for {info.gpu_name})")
+    return 0
