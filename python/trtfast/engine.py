@@ -176,15 +176,7 @@ class Engine:
         from . import engine_file
 
         info, plan = engine_file.read(source)
-        if info.host_code and not allow_host_code:
-            where = (
-                f"engine {os.fspath(source)!r}" if not isinstance(source, bytes) else "the engine"
-            )
-            raise EngineCompatibilityError(
-                f"{where} embeds host code (a version-compatible engine or plugins), which would "
-                "run native code from the file; load it with allow_host_code=True only if you "
-                "trust where it came from"
-            )
+        check_host_code(info, allow_host_code, source)
         library = tensorrt_library()
         count = _core.cuda.device_count()
         if not 0 <= device < count:
@@ -258,6 +250,19 @@ class Engine:
         """Frees the pooled sessions (sessions made with :meth:`session` are the caller's)."""
         while self._idle:
             self._idle.pop().close()
+
+
+def check_host_code(
+    info: EngineInfo, allow_host_code: bool, source: str | os.PathLike[str] | bytes
+) -> None:
+    """Refuses an engine that embeds host code unless the caller allows it."""
+    if info.host_code and not allow_host_code:
+        where = f"engine {os.fspath(source)!r}" if not isinstance(source, bytes) else "the engine"
+        raise EngineCompatibilityError(
+            f"{where} embeds host code (a version-compatible engine or plugins), which would "
+            "run native code from the file; load it with allow_host_code=True only if you "
+            "trust where it came from"
+        )
 
 
 def check_compatibility(
@@ -342,4 +347,11 @@ def _spec(entry: dict[str, Any]) -> TensorSpec:
     )
 
 
-__all__ = ["DeviceArray", "Engine", "Session", "SyncMode", "check_compatibility"]
+__all__ = [
+    "DeviceArray",
+    "Engine",
+    "Session",
+    "SyncMode",
+    "check_compatibility",
+    "check_host_code",
+]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _core
-from ..engine import _spec, check_compatibility
+from ..engine import _spec, check_compatibility, check_host_code
 from ..errors import EngineCompatibilityError, EngineFormatError, InputError, TrtfastError
 from . import _cuda
 from ._tensorrt import TensorRT, dtype_name, logged, tensorrt
@@ -69,14 +69,21 @@ class Engine:
         self._profile = 0
 
     @classmethod
-    def load(cls, source: str | os.PathLike[str] | bytes, *, device: int = 0) -> Engine:
+    def load(
+        cls,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        device: int = 0,
+        allow_host_code: bool = False,
+    ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``, with the TensorRT
         edition it was built for. Checked as :meth:`trtfast.Engine.load` checks it before
         TensorRT sees the plan: EngineCompatibilityError names what the engine was built for
-        and what is here."""
+        and what is here; engines that embed host code need ``allow_host_code=True``."""
         from .. import engine_file
 
         info, plan = engine_file.read(source)
+        check_host_code(info, allow_host_code, source)
         edition = info.edition or "standard"
         trt = tensorrt(edition)
         cudart = _cuda.runtime()
@@ -98,6 +105,7 @@ class Engine:
         )
         with _cuda.on_device(cudart, device), trt.errors.collect() as errors:
             runtime = trt.module.Runtime(trt.logger)
+            runtime.engine_host_code_allowed = allow_host_code
             engine = runtime.deserialize_cuda_engine(plan)
             if engine is None:
                 raise EngineFormatError(
