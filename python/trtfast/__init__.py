@@ -20,7 +20,7 @@ from .errors import (
     TensorRTUnavailableError,
     TrtfastError,
 )
-from .prepare import prepare
+from .prepare import PrepareReport, prepare, prepare_with_report
 
 __version__: str = _core.build_info()["version"]
 
@@ -50,6 +50,7 @@ __all__ = [
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "PrepareReport",
     "ProfileError",
     "TensorRTUnavailableError",
     "TensorSpec",
@@ -60,5 +61,6 @@ __all__ = [
     "export",
     "inspect",
     "prepare",
+    "prepare_with_report",
     "tensorrt_library",
 ]

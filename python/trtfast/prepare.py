@@ -596,12 +596,13 @@ class PreparedModel:
                 yield serialized
             return
         parked = list(self._parked())
-        folders = {str(source.path.parent) for _, source in parked if source.path is not None}
-        if not parked:
-            with _serialized(self.proto, None) as serialized:
+        files = [source.path for _, source in parked if source.path is not None]
+        if not files and self.proto.ByteSize() + self.weights_size() <= _PROTOBUF_LIMIT:
+            with _serialized(self.to_proto(), None) as serialized:
                 yield serialized
             return
-        if len(folders) == 1 and all(source.path is not None for _, source in parked):
+        folders = {str(path.parent) for path in files}
+        if len(files) == len(parked) and len(folders) == 1:
             # Weights in the model's own files: the parser reads them where they are.
             for tensor, source in parked:
                 name = tensor.name
@@ -930,13 +931,29 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
 
 
 def _values_with_shapes(proto: onnx.ModelProto) -> set[str]:
-    """Names of the main graph's node outputs whose shape is recorded."""
+    """Names of the main graph's node outputs whose every dimension is known: a number or a
+    symbol."""
+
+    def known(value: onnx.ValueInfoProto) -> bool:
+        tensor_type = value.type.tensor_type
+        return tensor_type.HasField("shape") and all(
+            dim.HasField("dim_value") or dim.HasField("dim_param") for dim in tensor_type.shape.dim
+        )
+
     produced = {name for node in proto.graph.node for name in node.output if name}
     return {
         value.name
         for value in (*proto.graph.value_info, *proto.graph.output)
-        if value.name in produced and value.type.tensor_type.HasField("shape")
+        if value.name in produced and known(value)
     }
+
+
+def _known_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    """A number, or a symbol other than the placeholders shape inference names ``unk__N``
+    for dimensions it cannot tell."""
+    return dim.HasField("dim_value") or (
+        dim.HasField("dim_param") and not dim.dim_param.startswith("unk__")
+    )
 
 
 def _infer_shapes(proto: onnx.ModelProto, symbolic: bool) -> tuple[onnx.ModelProto, bool]:
@@ -976,10 +993,7 @@ def _merge_shapes(target: onnx.ModelProto, source: onnx.ModelProto) -> None:
     def known(value: onnx.ValueInfoProto) -> int:
         if not value.type.tensor_type.HasField("shape"):
             return -1
-        return sum(
-            dim.HasField("dim_value") or dim.HasField("dim_param")
-            for dim in value.type.tensor_type.shape.dim
-        )
+        return sum(map(_known_dim, value.type.tensor_type.shape.dim))
 
     current = {value.name: value for value in (*target.graph.value_info, *target.graph.output)}
     for value in (*source.graph.value_info, *source.graph.output):
@@ -1041,7 +1055,9 @@ def _float32_constants(proto: onnx.ModelProto) -> None:
                 else:
                     continue
                 node.attribute.remove(attribute)
-                node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(array)))
+                node.attribute.append(
+                    helper.make_attribute("value", numpy_helper.from_array(array))
+                )
 
 
 # Operators never folded (graphsurgeon 0.6 folds all of them): random ones are not constants
