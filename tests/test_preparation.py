@@ -399,3 +399,59 @@ def test_peak_memory_does_not_grow_with_external_weights(tmp_path):
     assert large["parser_peak_mib"] - small["parser_peak_mib"] < 48, peaks
     # trtfast.prepare returns a model holding them: read once, not twice.
     assert large["prepare_peak_mib"] - small["prepare_peak_mib"] < 1.5 * 255, peaks
+
+
+# --- trtfast prepare ----------------------------------------------------------------------------
+
+
+def test_cli_prepare_writes_the_model_and_prints_what_changed(tmp_path, capsys):
+    from trtfast.cli import main
+
+    zoo_model = ZOO["legacy_cnn"]
+    source, output = tmp_path / "legacy.onnx", tmp_path / "prepared.onnx"
+    onnx.save_model(zoo_model.make(), str(source))
+    arguments = ["prepare", str(source), "-o", str(output), "--tensorrt-version", "11.4"]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{output}: opset 6 -> 17; ")
+    assert "nodes folded" in printed and "shapes inferred" in printed
+    feeds = zoo_model.feeds(np.random.default_rng(0))
+    assert_same_results(run(zoo_model.twin(), feeds), run(onnx.load(str(output)), feeds))
+
+    assert main([*arguments, "--tensorrt-version", "8.0", "--no-fold", "--no-shapes"]) == 0
+    printed = capsys.readouterr().out
+    assert "opset 6 -> 13" in printed
+    assert "constant folding off; shape inference off" in printed
+    assert main([*arguments, "--opset", "15", "--precision", "fp16"]) == 0
+    assert "opset 6 -> 15" in capsys.readouterr().out
+    converted = onnx.load(str(output))
+    assert default_opset(converted) == 15
+    assert {t.data_type for t in converted.graph.initializer} >= {TensorProto.FLOAT16}
+
+
+def test_cli_prepare_writes_external_weights_beside_the_model(tmp_path, capsys, small_park_limit):
+    from trtfast.cli import main
+
+    source = save_with_external_weights(ZOO["cnn"].make(), tmp_path / "cnn.onnx")
+    output = tmp_path / "prepared.onnx"
+    assert main(["prepare", str(source), "-o", str(output)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "weights: prepared.onnx.data"
+    feeds = ZOO["cnn"].feeds(np.random.default_rng(0))
+    assert_same_results(run(build_models.cnn(), feeds), run(onnx.load(str(output)), feeds))
+
+
+def test_cli_prepare_errors(tmp_path, capsys):
+    from trtfast.cli import main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\xff not a model")
+    assert main(["prepare", str(bad), "-o", str(tmp_path / "out.onnx")]) == 1
+    assert "is not an ONNX model" in capsys.readouterr().err
+    good = tmp_path / "good.onnx"
+    onnx.save_model(build_models.cnn(), str(good))
+    assert main(["prepare", str(good), "-o", str(tmp_path / "out.onnx"), "--opset", "0"]) == 2
+    assert "opset must be an int from 1 to" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "out.onnx").exists()
+    with pytest.raises(SystemExit):
+        main(["prepare", str(good)])  # -o is required
