@@ -803,7 +803,7 @@ def prepare_model(
                 break
             proto = folded
     if infer_shapes:
-        proto, symbolic = _infer_shapes(proto, symbolic=True)
+        proto, symbolic = _infer_shapes(proto, symbolic=True, notes=notes)
     else:
         notes.append("shape inference off")
     known_after = _values_with_shapes(proto)
@@ -956,10 +956,13 @@ def _known_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
     )
 
 
-def _infer_shapes(proto: onnx.ModelProto, symbolic: bool) -> tuple[onnx.ModelProto, bool]:
+def _infer_shapes(
+    proto: onnx.ModelProto, symbolic: bool, notes: list[str] | None = None
+) -> tuple[onnx.ModelProto, bool]:
     """``proto`` with the shapes onnx infers (data propagation through shape computations),
-    then, when ``symbolic`` and onnxruntime is installed, the symbolic dimensions (such as
-    ``batch*seq``) its symbolic shape inference adds. Returns whether that ran."""
+    then, when ``symbolic`` and the ``prepare`` extra is installed, the symbolic dimensions
+    (such as ``batch*seq``) onnxruntime's symbolic shape inference adds; without the extra,
+    a note in ``notes``. Returns whether symbolic inference ran."""
     inferred = onnx.shape_inference.infer_shapes(
         proto, check_type=False, strict_mode=False, data_prop=True
     )
@@ -969,7 +972,11 @@ def _infer_shapes(proto: onnx.ModelProto, symbolic: bool) -> tuple[onnx.ModelPro
         from onnxruntime.tools.symbolic_shape_infer import (  # type: ignore[import-untyped]
             SymbolicShapeInference,
         )
-    except ImportError:
+    except ImportError as error:  # onnxruntime, or the sympy it uses for this, is missing
+        if notes is not None:
+            notes.append(
+                f"symbolic shape inference skipped: {error} (pip install 'trtfast[prepare]')"
+            )
         return inferred, False
     try:
         # Its infer_shapes() writes the half-inferred model into the working folder when a
