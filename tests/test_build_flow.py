@@ -297,6 +297,37 @@ def test_a_refused_model_is_prepared_and_built_again(tensorrt, tmp_path, caplog)
     assert [spec.name for spec in info.inputs] == ["x"]
 
 
+@pytest.mark.parametrize("from_path", [True, False])
+def test_a_refused_model_is_prepared_from_the_model_as_given_then_converted(
+    tensorrt, tmp_path, from_path
+):
+    model = prepare_zoo.legacy_cnn()
+    source = model
+    if from_path:
+        source = tmp_path / "legacy.onnx"
+        onnx.save_model(model, str(source))
+    trtfast.build(source, output=tmp_path / "e", precision="fp16", progress=False)
+    given, prepared = tensorrt.calls
+    for call in (given, prepared):
+        parsed = call["model"]
+        (x,) = [value for value in parsed.graph.input if value.name == "x"]
+        assert x.type.tensor_type.elem_type == TensorProto.FLOAT
+        assert {t.data_type for t in parsed.graph.initializer} <= {
+            TensorProto.FLOAT16,
+            TensorProto.INT64,
+        }
+    # Converted once, from the model as given: its input is cast to fp16 by a single Cast.
+    casts = [node for node in prepared["model"].graph.node if node.input[0] == "x"]
+    assert [node.op_type for node in casts] == ["Cast"]
+    assert default_opset(prepared["model"]) == 17
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)}
+    session = onnxruntime.InferenceSession(prepared["model"].SerializeToString())
+    reference = onnxruntime.InferenceSession(prepare_zoo.legacy_cnn_twin().SerializeToString())
+    np.testing.assert_allclose(
+        session.run(None, feeds)[0], reference.run(None, feeds)[0], rtol=2e-2, atol=2e-3
+    )
+
+
 def test_folding_removes_a_constant_subgraph_the_parser_refuses(tensorrt, tmp_path):
     tensorrt.refused_ops = {"NonZero"}
     info = trtfast.build(

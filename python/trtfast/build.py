@@ -446,7 +446,8 @@ def build(
 
         def build_plan(prepared: PreparedModel | None) -> dict[str, Any]:
             source = (
-                parser_input(loaded, options.precision, strongly_typed)
+                # In "auto" the model as given is prepared if the parser refuses it.
+                parser_input(loaded, options.precision, strongly_typed, options.prepare == "auto")
                 if prepared is None
                 else prepared.parser_input(options.precision, strongly_typed)
             )

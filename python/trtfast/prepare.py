@@ -321,17 +321,19 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 @contextlib.contextmanager
 def parser_input(
-    loaded: LoadedModel, precision: Precision, convert: bool
+    loaded: LoadedModel, precision: Precision, convert: bool, keep: bool = False
 ) -> Iterator[tuple[bytes, str | None]]:
     """(ONNX bytes, folder of external weights) for the parser: the model as given, converted
     for ``precision`` when ``convert``.
 
     A model too large for one protobuf message goes through a temporary folder, removed on
     exit; without conversion, external weights are read by the parser from their own folder.
+    Conversion happens in ``loaded``'s own model unless ``keep`` (it will be used again) or it
+    is the caller's.
     """
     proto, folder = loaded.proto, loaded.folder
     if convert and precision in ("fp16", "bf16"):
-        proto = proto if loaded.owned else _copy(proto)
+        proto = proto if loaded.owned and not keep else _copy(proto)
         if folder is not None and _external_locations(proto):
             onnx.load_external_data_for_model(proto, folder)
             folder = None
