@@ -408,6 +408,24 @@ def test_external_weights_reach_the_parser_from_their_folder_after_preparing(
     assert locations == {"legacy.weights"}
 
 
+def test_a_preparation_that_fails_reports_the_refusal_too(tensorrt, tmp_path):
+    path = tmp_path / "legacy.onnx"
+    onnx.save_model(
+        prepare_zoo.legacy_cnn(),
+        str(path),
+        save_as_external_data=True,
+        location="legacy.weights",
+        size_threshold=0,
+    )
+    weights = tmp_path / "legacy.weights"
+    weights.write_bytes(weights.read_bytes()[:-8])  # the last weight loses its end
+    pattern = r"refused the model \(preparing the model failed: .*ends before the 40 bytes"
+    with pytest.raises(BuildError, match=pattern) as caught:
+        trtfast.build(path, output=tmp_path / "e", progress=False)
+    assert caught.value.parser_errors[0]["message"] == "opset 6 is not supported"
+    assert len(tensorrt.calls) == 1
+
+
 def test_the_prepare_mode_is_part_of_the_engine_cache_key(tensorrt, tmp_path, model_path):
     cache = tmp_path / "engines"
     for mode in ("auto", "always", "never", "auto"):

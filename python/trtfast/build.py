@@ -516,7 +516,12 @@ def _build_preparing(
                 error.parser_errors,
             ) from error
         refusal = _first_parser_error(error)
-        prepared = prepare_model(loaded, tensorrt_version=tensorrt_version)
+        try:
+            prepared = prepare_model(loaded, tensorrt_version=tensorrt_version)
+        except Exception as failure:
+            raise BuildError(
+                f"{error} (preparing the model failed: {failure})", error.parser_errors
+            ) from failure
         if not prepared.report.changed:
             raise
         logger.warning(

@@ -798,7 +798,7 @@ def prepare_model(
     if folder is not None:
         for _ in range(_FOLD_PASSES):
             if infer_shapes:
-                proto, _ = _infer_shapes(proto, symbolic=False)
+                proto, _ = _infer_shapes(proto, symbolic=False, notes=[])
             folded = folder(proto, set(sources))
             if len(folded.graph.node) == len(proto.graph.node):
                 proto = folded
@@ -965,6 +965,7 @@ def _infer_shapes(
     then, when ``symbolic`` and the ``prepare`` extra is installed, the symbolic dimensions
     (such as ``batch*seq``) onnxruntime's symbolic shape inference adds; without the extra,
     a note in ``notes``. Returns whether symbolic inference ran."""
+    # Not strict: inference stops where it cannot go on, and raises nothing.
     inferred = onnx.shape_inference.infer_shapes(
         proto, check_type=False, strict_mode=False, data_prop=True
     )
