@@ -539,9 +539,7 @@ class PreparedModel:
     def to_proto(self) -> onnx.ModelProto:
         """The prepared model with every weight in it (this object is left without weights)."""
         for tensor, source in self._parked():
-            name = tensor.name
-            tensor.CopyFrom(source.tensor)
-            tensor.name = name
+            _restore(tensor, source)
             if source.path is not None:
                 tensor.raw_data = _read_span(source)
                 tensor.data_location = TensorProto.DEFAULT
@@ -607,9 +605,7 @@ class PreparedModel:
         if len(files) == len(parked) and len(folders) == 1:
             # Weights in the model's own files: the parser reads them where they are.
             for tensor, source in parked:
-                name = tensor.name
-                tensor.CopyFrom(source.tensor)
-                tensor.name = name
+                _restore(tensor, source)
             self.sources = {}
             with _serialized(self.proto, folders.pop()) as serialized:
                 yield serialized
@@ -663,17 +659,29 @@ def _external_span(tensor: onnx.TensorProto, folder: str) -> _Source:
     return _Source(tensor, path, offset, length)
 
 
+def _restore(tensor: onnx.TensorProto, source: _Source) -> None:
+    """``tensor`` as the model gave it (its data, or its external reference), under the name
+    it has now."""
+    name = tensor.name
+    tensor.CopyFrom(source.tensor)
+    tensor.name = name
+
+
 def _read_span(source: _Source) -> bytes:
     assert source.path is not None
     with open(source.path, "rb") as stream:
         stream.seek(source.offset)
         data = stream.read(source.length)
     if len(data) != source.length:
-        raise BuildError(
-            f"{str(source.path)!r} ends before the {source.length} bytes of weight "
-            f"{source.tensor.name!r} at offset {source.offset}"
-        )
+        raise _truncated(source)
     return data
+
+
+def _truncated(source: _Source) -> BuildError:
+    return BuildError(
+        f"{str(source.path)!r} ends before the {source.length} bytes of weight "
+        f"{source.tensor.name!r} at offset {source.offset}"
+    )
 
 
 def _copy_span(source: _Source, stream: Any) -> None:
@@ -684,10 +692,7 @@ def _copy_span(source: _Source, stream: Any) -> None:
         while left > 0:
             block = weights.read(min(left, 1 << 24))
             if not block:
-                raise BuildError(
-                    f"{str(source.path)!r} ends before the {source.length} bytes of weight "
-                    f"{source.tensor.name!r} at offset {source.offset}"
-                )
+                raise _truncated(source)
             stream.write(block)
             left -= len(block)
 
@@ -794,16 +799,18 @@ def prepare_model(
 
     nodes_converted = len(proto.graph.node)
     symbolic = False
-    folder = _folder_library(fold_constants, notes)
-    if folder is not None:
+    fold = _folding_step(fold_constants, notes)
+    if fold is not None:
+        # Folding finds more where shapes are known, and shapes are known further where
+        # shape computations were folded: a few rounds, until nothing changes.
         for _ in range(_FOLD_PASSES):
             if infer_shapes:
-                proto, _ = _infer_shapes(proto, symbolic=False, notes=[])
-            folded = folder(proto, set(sources))
-            if len(folded.graph.node) == len(proto.graph.node):
-                proto = folded
-                break
+                proto, _ = _infer_shapes(proto, symbolic=False)
+            folded = fold(proto, set(sources))
+            settled = len(folded.graph.node) == len(proto.graph.node)
             proto = folded
+            if settled:
+                break
     if infer_shapes:
         proto, symbolic = _infer_shapes(proto, symbolic=True, notes=notes)
     else:
@@ -897,11 +904,13 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
     rebuilt: list[onnx.NodeProto] = []
     for node in proto.graph.node:
         attributes = {attribute.name: attribute for attribute in node.attribute}
+        broadcast = attributes.get("broadcast")
         if (
             node.domain in ("", "ai.onnx")
             and node.op_type in _LEGACY_BROADCAST
             and "axis" in attributes
-            and attributes.get("broadcast", helper.make_attribute("broadcast", 0)).i == 1
+            and broadcast is not None
+            and broadcast.i == 1
             and node.input[0] in ranks
             and node.input[1] in ranks
         ):
@@ -1023,7 +1032,7 @@ _FOLD_PASSES = 3
 _FOLD_EXTRA = "constant folding needs onnx-graphsurgeon and onnxruntime"
 
 
-def _folder_library(
+def _folding_step(
     fold_constants: bool | None, notes: list[str]
 ) -> Callable[[onnx.ModelProto, set[str]], onnx.ModelProto] | None:
     """The folding step, or None (with a note) when off or, for None, not installed.
