@@ -5,6 +5,7 @@ given and returns a plan made from the ONNX bytes."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,11 +15,12 @@ import build_models
 import numpy as np
 import onnx
 import onnxruntime
+import prepare_zoo
 import pytest
 from onnx import TensorProto
 
 import trtfast
-from trtfast.errors import BuildError
+from trtfast.errors import BuildError, BuildOptionError
 
 engine_file = pytest.importorskip("trtfast.engine_file")
 build_module = sys.modules["trtfast.build"]
@@ -37,11 +39,18 @@ class StandInTensorRT:
         self.version = version
         self.calls: list[dict[str, Any]] = []
         self.interrupt = False
+        # What the stand-in parser refuses, as TensorRT's does: opsets below 9, and these
+        # operators.
+        self.refused_ops: set[str] = set()
+        self.fail_build = False
 
     def build_plan(self, library: Any, onnx_bytes: bytes, options: dict[str, Any], progress: Any):
         assert library is self
         model = onnx.load_model_from_string(onnx_bytes)
         self.calls.append({"options": options, "model": model})
+        self._parse(model)
+        if self.fail_build:
+            raise BuildError("no implementation for a layer on this GPU")
         progress("start", "Building engine", 0, 2)
         progress("step", "Building engine", 1, 2)
         if self.interrupt:
@@ -67,6 +76,21 @@ class StandInTensorRT:
             "inputs": tensors(model.graph.input, True),
             "outputs": tensors(model.graph.output, False),
         }
+
+    def _parse(self, model: onnx.ModelProto) -> None:
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        errors = [
+            {
+                "message": f"opset {opset} is not supported" if opset < 9 else "unsupported op",
+                "node_name": node.name,
+                "op_type": node.op_type,
+                "node_index": index,
+            }
+            for index, node in enumerate(model.graph.node)
+            if opset < 9 or node.op_type in self.refused_ops
+        ]
+        if errors:
+            raise BuildError("TensorRT's ONNX parser refused the model", errors[:1])
 
 
 @pytest.fixture
@@ -237,3 +261,197 @@ def test_cli_build(tensorrt, tmp_path, model_path, capsys):
     assert status == 0
     assert capsys.readouterr().out.startswith(f"{output}: TensorRT 11.4.0 engine for Stand-in")
     assert engine_file.read_info(output).build_options["precision"] == "bf16"
+
+
+# --- preparation when the parser refuses ------------------------------------------------------
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_a_model_the_parser_takes_is_built_as_given(tensorrt, tmp_path, model_path):
+    info = trtfast.build(model_path, output=tmp_path / "e", shapes=SHAPES, progress=False)
+    (call,) = tensorrt.calls
+    assert call["model"] == onnx.load(str(model_path))
+    assert info.build_options["prepare"] == {"mode": "auto", "applied": False}
+
+
+def test_a_refused_model_is_prepared_and_built_again(tensorrt, tmp_path, caplog):
+    model = prepare_zoo.legacy_cnn()
+    with caplog.at_level(logging.WARNING, logger="trtfast.build"):
+        info = trtfast.build(model, output=tmp_path / "e", progress=False)
+    given, prepared = tensorrt.calls
+    assert default_opset(given["model"]) == 6
+    assert default_opset(prepared["model"]) == 17
+    assert "refused the model as given (node 0 '' (Conv): opset 6 is not supported)" in caplog.text
+    assert "building it prepared: opset 6 -> 17" in caplog.text
+    record = info.build_options["prepare"]
+    assert record["mode"] == "auto"
+    assert record["applied"] is True
+    assert record["reason"].startswith("the parser refused the model as given: node 0")
+    assert record["opset"] == [6, 17]
+    assert record["folded_nodes"] >= 1
+    assert engine_file.read_info(tmp_path / "e").build_options == info.build_options
+    # The engine's inputs are the prepared model's: the same as the original's.
+    assert [spec.name for spec in info.inputs] == ["x"]
+
+
+@pytest.mark.parametrize("from_path", [True, False])
+def test_a_refused_model_is_prepared_from_the_model_as_given_then_converted(
+    tensorrt, tmp_path, from_path
+):
+    model = prepare_zoo.legacy_cnn()
+    source = model
+    if from_path:
+        source = tmp_path / "legacy.onnx"
+        onnx.save_model(model, str(source))
+    trtfast.build(source, output=tmp_path / "e", precision="fp16", progress=False)
+    given, prepared = tensorrt.calls
+    for call in (given, prepared):
+        parsed = call["model"]
+        (x,) = [value for value in parsed.graph.input if value.name == "x"]
+        assert x.type.tensor_type.elem_type == TensorProto.FLOAT
+        assert {t.data_type for t in parsed.graph.initializer} <= {
+            TensorProto.FLOAT16,
+            TensorProto.INT64,
+        }
+    # Converted once, from the model as given: its input is cast to fp16 by a single Cast.
+    casts = [node for node in prepared["model"].graph.node if node.input[0] == "x"]
+    assert [node.op_type for node in casts] == ["Cast"]
+    assert default_opset(prepared["model"]) == 17
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)}
+    session = onnxruntime.InferenceSession(prepared["model"].SerializeToString())
+    reference = onnxruntime.InferenceSession(prepare_zoo.legacy_cnn_twin().SerializeToString())
+    np.testing.assert_allclose(
+        session.run(None, feeds)[0], reference.run(None, feeds)[0], rtol=2e-2, atol=2e-3
+    )
+
+
+def test_folding_removes_a_constant_subgraph_the_parser_refuses(tensorrt, tmp_path):
+    tensorrt.refused_ops = {"NonZero"}
+    info = trtfast.build(
+        prepare_zoo.constant_subgraph(),
+        output=tmp_path / "e",
+        shapes={"x": ((1, 8), (2, 8), (4, 8))},
+        progress=False,
+    )
+    assert len(tensorrt.calls) == 2
+    assert "NonZero" not in [node.op_type for node in tensorrt.calls[1]["model"].graph.node]
+    assert info.build_options["prepare"]["folded_nodes"] == 9
+
+
+def test_never_builds_only_the_model_as_given(tensorrt, tmp_path):
+    with pytest.raises(
+        BuildError, match=r"refused the model \(preparing the model may fix"
+    ) as caught:
+        trtfast.build(
+            prepare_zoo.legacy_cnn(), output=tmp_path / "e", progress=False, prepare="never"
+        )
+    assert caught.value.parser_errors[0]["op_type"] == "Conv"
+    assert len(tensorrt.calls) == 1
+    assert not (tmp_path / "e").exists()
+
+
+def test_always_prepares_first(tensorrt, tmp_path, model_path):
+    info = trtfast.build(
+        model_path, output=tmp_path / "e", shapes=SHAPES, progress=False, prepare="always"
+    )
+    (call,) = tensorrt.calls
+    # Prepared: every value's shape is recorded.
+    assert len(call["model"].graph.value_info) == 7
+    record = info.build_options["prepare"]
+    assert (record["mode"], record["applied"], record["reason"]) == (
+        "always",
+        True,
+        "prepare='always'",
+    )
+
+
+def test_a_failing_build_is_not_retried(tensorrt, tmp_path):
+    tensorrt.fail_build = True
+    with pytest.raises(BuildError, match="no implementation for a layer"):
+        trtfast.build(build_models.cnn(), output=tmp_path / "e", shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 1
+
+
+def test_a_second_refusal_is_raised(tensorrt, tmp_path):
+    tensorrt.refused_ops = {"Softmax"}
+    with pytest.raises(BuildError, match="refused the model") as caught:
+        trtfast.build(build_models.cnn(), output=tmp_path / "e", shapes=SHAPES, progress=False)
+    assert caught.value.parser_errors[0]["op_type"] == "Softmax"
+    assert len(tensorrt.calls) == 2
+
+
+def test_external_weights_reach_the_parser_from_their_folder_after_preparing(
+    tensorrt, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sys.modules["trtfast.prepare"], "_PARK_BYTES", 64)
+    path = tmp_path / "legacy.onnx"
+    onnx.save_model(
+        prepare_zoo.legacy_cnn(),
+        str(path),
+        save_as_external_data=True,
+        location="legacy.weights",
+        size_threshold=0,
+    )
+    trtfast.build(path, output=tmp_path / "e", progress=False)
+    given, prepared = tensorrt.calls
+    for call in (given, prepared):
+        assert call["options"]["model_dir"] == str(tmp_path.resolve())
+    locations = {
+        entry.value
+        for tensor in prepared["model"].graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    assert locations == {"legacy.weights"}
+
+
+def test_a_preparation_that_fails_reports_the_refusal_too(tensorrt, tmp_path):
+    path = tmp_path / "legacy.onnx"
+    onnx.save_model(
+        prepare_zoo.legacy_cnn(),
+        str(path),
+        save_as_external_data=True,
+        location="legacy.weights",
+        size_threshold=0,
+    )
+    weights = tmp_path / "legacy.weights"
+    weights.write_bytes(weights.read_bytes()[:-8])  # the last weight loses its end
+    pattern = r"refused the model \(preparing the model failed: .*ends before the 40 bytes"
+    with pytest.raises(BuildError, match=pattern) as caught:
+        trtfast.build(path, output=tmp_path / "e", progress=False)
+    assert caught.value.parser_errors[0]["message"] == "opset 6 is not supported"
+    assert len(tensorrt.calls) == 1
+
+
+def test_the_prepare_mode_is_part_of_the_engine_cache_key(tensorrt, tmp_path, model_path):
+    cache = tmp_path / "engines"
+    for mode in ("auto", "always", "never", "auto"):
+        trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False, prepare=mode)
+    assert len(tensorrt.calls) == 3
+    assert len(os.listdir(cache)) == 3
+
+
+@pytest.mark.parametrize("mode", ["sometimes", None, True, "AUTO"])
+def test_an_unknown_prepare_mode_is_refused(tensorrt, tmp_path, mode):
+    with pytest.raises(BuildOptionError, match="prepare must be 'auto', 'always' or 'never'"):
+        trtfast.build(build_models.cnn(), output=tmp_path / "e", prepare=mode)
+    assert tensorrt.calls == []
+
+
+def test_cli_build_says_when_it_prepared(tensorrt, tmp_path, capsys):
+    from trtfast.cli import main
+
+    model = tmp_path / "legacy.onnx"
+    onnx.save_model(prepare_zoo.legacy_cnn(), str(model))
+    output = tmp_path / "legacy.engine"
+    assert main(["build", str(model), "-o", str(output), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("prepared (the parser refused the model as given: node 0")
+    assert "opset 6 -> 17" in lines[1]
+    assert (
+        main(["build", str(model), "-o", str(output), "--no-progress", "--prepare", "never"]) == 1
+    )
+    assert "preparing the model may fix this" in capsys.readouterr().err

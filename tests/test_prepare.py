@@ -117,10 +117,12 @@ def test_bf16_weights_round_to_nearest_even():
     np.testing.assert_array_equal(weights, original.astype(ml_dtypes.bfloat16))
 
 
-def test_fp32_returns_the_model_unchanged_and_the_caller_model_is_never_modified():
+def test_fp32_without_preparation_returns_the_model_unchanged_and_never_modifies_the_caller():
     model = build_models.cnn()
     before = model.SerializeToString(deterministic=True)
-    assert prepare_function(model).SerializeToString(deterministic=True) == before
+    unprepared = prepare_function(model, fold_constants=False, infer_shapes=False)
+    assert unprepared.SerializeToString(deterministic=True) == before
+    prepare_function(model)
     prepare_function(model, precision="fp16")
     prepare_function(model, precision="bf16")
     assert model.SerializeToString(deterministic=True) == before
@@ -325,8 +327,21 @@ def test_quantized_precisions_need_a_quantized_model():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
         [numpy_helper.from_array(np.array(0.1, np.float32), "scale")],
     )
+    # Quantized constants stay quantized: TensorRT reads the quantization from these nodes.
+    weights = numpy_helper.from_array(np.array([0.5, -1.0, 2.0, 0.0], np.float32), "weights")
+    constant_quantized = build_models._model(
+        [
+            helper.make_node("QuantizeLinear", ["weights", "scale"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "scale"], ["dq"]),
+            helper.make_node("Mul", ["x", "dq"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [weights, numpy_helper.from_array(np.array(0.1, np.float32), "scale")],
+    )
+    assert len(prepare_function(constant_quantized, precision="int8").graph.node) == 3
     assert is_quantized(model)
-    assert prepare_function(model, precision="INT8") == model
+    assert prepare_function(model, precision="INT8", infer_shapes=False) == model
 
 
 @pytest.mark.parametrize("precision", ["fp64", "half", "", 16])

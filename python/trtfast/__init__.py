@@ -21,7 +21,7 @@ from .errors import (
     TensorRTUnavailableError,
     TrtfastError,
 )
-from .prepare import prepare
+from .prepare import PrepareReport, prepare, prepare_with_report
 
 __version__: str = _core.build_info()["version"]
 
@@ -53,6 +53,7 @@ __all__ = [
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "PrepareReport",
     "ProfileError",
     "Session",
     "TensorRTUnavailableError",
@@ -65,6 +66,7 @@ __all__ = [
     "inspect",
     "models",
     "prepare",
+    "prepare_with_report",
     "reference",
     "tensorrt_library",
 ]

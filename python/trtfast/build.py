@@ -25,11 +25,15 @@ from . import _core
 from ._library import tensorrt_library
 from .errors import BuildError, BuildOptionError, EngineFormatError, TensorRTUnavailableError
 from .prepare import (
+    PREPARE_MODES,
     Precision,
+    PreparedModel,
+    PrepareMode,
     load,
     model_inputs,
     normalize_precision,
     parser_input,
+    prepare_model,
     require_build_extra,
     require_quantized,
 )
@@ -37,7 +41,7 @@ from .profiles import Profile, as_options, resolve
 
 if TYPE_CHECKING:
     from .engine_file import EngineInfo
-    from .prepare import ModelSource
+    from .prepare import LoadedModel, ModelSource
     from .profiles import ShapesArgument
 
 PathArgument = str | os.PathLike[str]
@@ -98,6 +102,7 @@ class BuildOptions:
     hardware_compatibility: str | None
     plugins: tuple[str, ...]
     device: int
+    prepare: PrepareMode = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable; what an engine file records as its build options."""
@@ -120,8 +125,11 @@ def check_options(
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
     device: int = 0,
+    prepare: str = "auto",
 ) -> BuildOptions:
     """Validate and normalize build options; BuildOptionError names the option and the rule."""
+    if prepare not in PREPARE_MODES:
+        raise BuildOptionError(f"prepare must be 'auto', 'always' or 'never', not {prepare!r}")
     if optimization_level is not None and (
         not isinstance(optimization_level, int)
         or isinstance(optimization_level, bool)
@@ -161,6 +169,7 @@ def check_options(
         hardware_compatibility=hardware,
         plugins=tuple(plugin_paths),
         device=device,
+        prepare=prepare,
     )
 
 
@@ -180,7 +189,12 @@ def cache_key(
         "schema": _CACHE_SCHEMA,
         "trtfast": _core.build_info()["version"],
         "model": model_sha256,
-        "options": {**options.as_dict(), "plugins": [_file_sha256(p) for p in options.plugins]},
+        "options": {
+            **options.as_dict(),
+            "plugins": [_file_sha256(p) for p in options.plugins],
+            # Preparation can change the network an engine holds.
+            "prepare": options.prepare,
+        },
         "profiles": as_options(shape_profiles),
         "tensorrt": tensorrt_version,
         "edition": edition,
@@ -409,6 +423,7 @@ def build(
     plugins: Sequence[PathArgument] = (),
     progress: bool | ProgressCallback = True,
     device: int = 0,
+    prepare: str = "auto",
 ) -> EngineInfo:
     """Build a TensorRT engine from an ONNX model and return the engine file's EngineInfo.
 
@@ -432,6 +447,11 @@ def build(
     progress: True for a progress bar on stderr, False for none, or a callable taking
         (event, phase, step, total) that may return False to cancel.
     device: the GPU to build for.
+    prepare: "auto" (default) builds the model as given and, when TensorRT's ONNX parser
+        refuses it, prepares it (``trtfast.prepare``: opset conversion, constant folding,
+        shape inference) and tries again, saying so in the log; "always" prepares first;
+        "never" builds only the model as given. The engine's build options record what
+        preparation did under "prepare".
     """
     return build_with(
         _core_plan_builder,
@@ -448,6 +468,7 @@ def build(
         plugins=plugins,
         progress=progress,
         device=device,
+        prepare=prepare,
     )
 
 
@@ -467,6 +488,7 @@ def build_with(
     plugins: Sequence[PathArgument] = (),
     progress: bool | ProgressCallback = True,
     device: int = 0,
+    prepare: str = "auto",
 ) -> EngineInfo:
     """:func:`build` with the TensorRT step made by ``plan_builder(options)``, called once every
     option and the model have been checked."""
@@ -479,6 +501,7 @@ def build_with(
         hardware_compatibility=hardware_compatibility,
         plugins=plugins,
         device=device,
+        prepare=prepare,
     )
     output_path = _output_path(output)
     cache_folder = _folder_option(cache_dir, "cache_dir")
@@ -521,21 +544,33 @@ def build_with(
                 return info
 
         reporter.step(_PHASE, 0, _STEPS)
-        with parser_input(loaded, options.precision, strongly_typed) as (onnx, folder):
-            reporter.step(_PHASE, 1, _STEPS)
-            loaded_cache = timing.load() if timing is not None else None
-            result = builder.build_plan(
-                onnx,
-                {
-                    **options.as_dict(),
-                    "strongly_typed": strongly_typed,
-                    "profiles": as_options(shape_profiles),
-                    "timing_cache": loaded_cache,
-                    "device": options.device,
-                    "model_dir": folder,
-                },
-                reporter,
+        loaded_cache = timing.load() if timing is not None else None
+
+        def build_plan(prepared: PreparedModel | None) -> dict[str, Any]:
+            source = (
+                # In "auto" the model as given is prepared if the parser refuses it.
+                parser_input(loaded, options.precision, strongly_typed, options.prepare == "auto")
+                if prepared is None
+                else prepared.parser_input(options.precision, strongly_typed)
             )
+            with source as (onnx, folder):
+                reporter.step(_PHASE, 1, _STEPS)
+                return builder.build_plan(
+                    onnx,
+                    {
+                        **options.as_dict(),
+                        "strongly_typed": strongly_typed,
+                        "profiles": as_options(shape_profiles),
+                        "timing_cache": loaded_cache,
+                        "device": options.device,
+                        "model_dir": folder,
+                    },
+                    reporter,
+                )
+
+        result, preparation = _build_preparing(
+            loaded, options, builder.tensorrt_version, build_plan
+        )
         if timing is not None and result.get("timing_cache"):
             timing.save(
                 bytes(result["timing_cache"]),
@@ -544,7 +579,14 @@ def build_with(
             )
         reporter.step(_PHASE, 2, _STEPS)
         info = _engine_info(
-            result, shape_profiles, options, strongly_typed, loaded.sha256, builder.edition, target
+            result,
+            shape_profiles,
+            options,
+            strongly_typed,
+            loaded.sha256,
+            builder.edition,
+            target,
+            preparation,
         )
         plan = bytes(result["plan"])
         written = []
@@ -557,6 +599,58 @@ def build_with(
         return read_info(written[0])
     finally:
         reporter.close()
+
+
+def _build_preparing(
+    loaded: LoadedModel,
+    options: BuildOptions,
+    tensorrt_version: str,
+    build_plan: Callable[[PreparedModel | None], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build as ``options.prepare`` says; returns the build's result and what the engine
+    file records of preparation."""
+    mode = options.prepare
+    if mode == "always":
+        prepared = prepare_model(loaded, tensorrt_version=tensorrt_version)
+        return build_plan(prepared), _prepared_record(mode, "prepare='always'", prepared)
+    try:
+        return build_plan(None), {"mode": mode, "applied": False}
+    except BuildError as error:
+        # Only the parser's refusals are preparation's to address; a failing build is not.
+        if not error.parser_errors:
+            raise
+        if mode == "never":
+            raise BuildError(
+                f"{error} (preparing the model may fix this: prepare='auto', or "
+                "`trtfast prepare` to see what it changes)",
+                error.parser_errors,
+            ) from error
+        refusal = _first_parser_error(error)
+        try:
+            prepared = prepare_model(loaded, tensorrt_version=tensorrt_version)
+        except Exception as failure:
+            raise BuildError(
+                f"{error} (preparing the model failed: {failure})", error.parser_errors
+            ) from failure
+        if not prepared.report.changed:
+            raise
+        logger.warning(
+            "TensorRT's ONNX parser refused the model as given (%s); building it prepared: %s",
+            refusal,
+            prepared.report.summary(),
+        )
+        reason = f"the parser refused the model as given: {refusal}"
+        return build_plan(prepared), _prepared_record(mode, reason, prepared)
+
+
+def _prepared_record(mode: str, reason: str, prepared: PreparedModel) -> dict[str, Any]:
+    return {"mode": mode, "applied": True, "reason": reason, **prepared.report.to_json()}
+
+
+def _first_parser_error(error: BuildError) -> str:
+    entry = error.parser_errors[0]
+    where = f"node {entry.get('node_index')} {entry.get('node_name')!r} ({entry.get('op_type')})"
+    return f"{where}: {entry.get('message')}"
 
 
 def _output_path(output: PathArgument | None) -> Path | None:
@@ -637,6 +731,7 @@ def _engine_info(
     model_sha256: str,
     edition: str,
     target: tuple[str, tuple[int, int]],
+    preparation: dict[str, Any],
 ) -> EngineInfo:
     from .engine_file import EngineInfo, TensorSpec
 
@@ -668,6 +763,7 @@ def _engine_info(
             **options.as_dict(),
             "strongly_typed": strongly_typed,
             "profiles": as_options(shape_profiles),
+            "prepare": preparation,
         },
         model_sha256=model_sha256,
         plan_sha256="",

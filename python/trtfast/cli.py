@@ -10,7 +10,7 @@ from typing import Any
 
 from . import __version__
 from .build import HARDWARE_COMPATIBILITY
-from .prepare import PRECISIONS
+from .prepare import PRECISIONS, PREPARE_MODES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_build_parser(commands)
     _add_engine_file_parsers(commands)
     _add_demo_parser(commands)
+    _add_prepare_parser(commands)
     return parser
 
 
@@ -87,6 +88,13 @@ def _add_build_parser(commands: Any) -> None:
     )
     build.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--prepare",
+        choices=PREPARE_MODES,
+        default="auto",
+        help="auto: prepare the model (opset, constant folding, shapes) when the ONNX parser "
+        "refuses it as given; always: prepare first; never (default: auto)",
+    )
 
 
 def _fail(status: int, message: str) -> int:
@@ -115,6 +123,7 @@ def _build(args: argparse.Namespace) -> int:
             plugins=args.plugin,
             progress=not args.no_progress,
             device=args.device,
+            prepare=args.prepare,
         )
     except BuildOptionError as error:
         return _fail(2, str(error))
@@ -134,6 +143,80 @@ def _build(args: argparse.Namespace) -> int:
         f"{where}: TensorRT {info.tensorrt_version} engine for {info.gpu_name}, "
         f"{info.plan_size / 2**20:.1f} MiB"
     )
+    preparation = info.build_options.get("prepare") or {}
+    if preparation.get("applied"):
+        from .prepare import PrepareReport
+
+        summary = PrepareReport.from_json(preparation).summary()
+        print(f"prepared ({preparation['reason']}): {summary}")
+    return 0
+
+
+def _add_prepare_parser(commands: Any) -> None:
+    prepare = commands.add_parser(
+        "prepare",
+        help="prepare an ONNX model for TensorRT's parser: opset, constant folding, shapes",
+        description="Write the model as trtfast.build gives it to TensorRT's ONNX parser when "
+        "it prepares it: converted to an opset the parser imports, constant subgraphs folded, "
+        "shapes inferred, and converted for --precision. Prints what changed.",
+        epilog="Exit status: 0 written, 1 preparation failed, 2 invalid arguments.",
+    )
+    prepare.add_argument("model", help="the .onnx file (external weights beside it are found)")
+    prepare.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the .onnx file to write (weights go to OUTPUT.data when the model kept them in "
+        "files or exceeds 2 GB)",
+    )
+    prepare.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="also convert the model as a TensorRT 11 build does for this precision",
+    )
+    prepare.add_argument(
+        "--opset", type=int, help="convert to this opset (default: one the parser imports)"
+    )
+    prepare.add_argument(
+        "--tensorrt-version",
+        metavar="X.Y",
+        help="prepare for this TensorRT's parser (default: the TensorRT installed)",
+    )
+    prepare.add_argument("--no-fold", action="store_true", help="do not fold constants")
+    prepare.add_argument("--no-shapes", action="store_true", help="do not infer shapes")
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .errors import BuildOptionError, TrtfastError
+    from .prepare import load, prepare_model, prepare_with_report, require_build_extra, save_model
+
+    options = {
+        "opset": args.opset,
+        "fold_constants": False if args.no_fold else None,
+        "infer_shapes": not args.no_shapes,
+        "tensorrt_version": args.tensorrt_version,
+    }
+    try:
+        require_build_extra()
+        if args.precision == "fp32":
+            # Weights are copied file to file, never all in memory.
+            prepared = prepare_model(load(args.model), **options)
+            report = prepared.report
+            weights = prepared.save(args.output)
+        else:
+            # Converting reads every weight: the converted model is written whole.
+            proto, report = prepare_with_report(args.model, args.precision, **options)
+            weights = save_model(proto, args.output)
+    except BuildOptionError as error:
+        print(f"trtfast prepare: error: {error}", file=sys.stderr)
+        return 2
+    except (TrtfastError, ImportError, OSError) as error:
+        print(f"trtfast prepare: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {report.summary()}")
+    if weights is not None:
+        print(f"weights: {weights}")
     return 0
 
 
@@ -200,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import main as demo_main
 
         return demo_main(args.model, args.precision, args.device)
+    if args.command == "prepare":
+        return _prepare(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

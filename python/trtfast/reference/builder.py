@@ -64,6 +64,7 @@ def build(
     plugins: Sequence[PathArgument] = (),
     progress: bool | ProgressCallback = True,
     device: int = 0,
+    prepare: str = "auto",
 ) -> EngineInfo:
     """``trtfast.build`` through TensorRT's Python API; the same options and the same engine
     file, plus ``edition``:
@@ -95,6 +96,7 @@ def build(
         plugins=plugins,
         progress=progress,
         device=device,
+        prepare=prepare,
     )
 
 
