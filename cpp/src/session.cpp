@@ -98,6 +98,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
       options_(std::move(options)),
       executor_(engine_->create_executor()),
       stream_(device_),
+      default_ordered_(device_, cuda::StreamOrder::AfterDefault),
       ordering_event_(device_),
       done_event_(device_, false, options_.sync),
       num_inputs_(executor_->signature().inputs().size()),
@@ -129,6 +130,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
 Session::~Session() {
   // Work in flight still reads the buffers freed below.
   cudaStreamSynchronize(stream_.get());
+  cudaStreamSynchronize(default_ordered_.get());
 }
 
 void Session::size_buffers() {
@@ -245,8 +247,12 @@ std::shared_ptr<Session::Block> Session::acquire_block() {
 
 void Session::order_after(cudaStream_t producer) {
   DeviceScope scope(device_);
+  wait_for(producer, device_stream());
+}
+
+void Session::wait_for(cudaStream_t producer, cudaStream_t consumer) {
   ordering_event_.record(cuda::StreamView(producer));
-  TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ordering_event_.get(), 0));
+  TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(consumer, ordering_event_.get(), 0));
 }
 
 void Session::prepare(const TensorArg* inputs) {
@@ -257,6 +263,9 @@ void Session::prepare(const TensorArg* inputs) {
   if (profile != current_profile_) {
     current_profile_ = -1;  // unknown until the switch succeeds
     executor_->select_profile(profile, stream_.get());
+    // The switch may queue work on stream_, and the call may run on default_ordered_. Switches
+    // are rare, so waiting here costs little.
+    stream_.synchronize();
     ++stats_.executor_calls;
     current_profile_ = profile;
     for (Dims& shape : current_shapes_) {
@@ -375,27 +384,28 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
 }
 
 // The device work of one call, the same whether run directly or captured into a graph.
-void Session::record_work(const TensorArg* inputs, const OutputArg* outputs) {
+void Session::record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
   const Signature& sig = signature();
+  const cuda::StreamView view(stream);
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
       Staging& staging = *input_staging_[i];
       cuda::copy_async(staging.device.data(), staging.pinned.data(),
-                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), stream_.view());
+                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), view);
     }
   }
-  executor_->enqueue(stream_.get());
+  executor_->enqueue(stream);
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
       Staging& staging = *output_staging_[j];
       cuda::copy_async(staging.pinned.data(), staging.device.data(),
-                       byte_size(output_shapes_[j], sig.outputs()[j].dtype), stream_.view());
+                       byte_size(output_shapes_[j], sig.outputs()[j].dtype), view);
     }
   }
 }
 
-void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs) {
-  record_work(inputs, outputs);
+void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
+  record_work(inputs, outputs, stream);
   ++stats_.plain_runs;
 }
 
@@ -418,7 +428,7 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   }
   std::string failure;
   try {
-    record_work(inputs, outputs);
+    record_work(inputs, outputs, stream_.get());
   } catch (const std::exception& error) {
     failure = error.what();
   }
@@ -459,8 +469,8 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   return true;
 }
 
-void Session::synchronize() {
-  done_event_.record(stream_.view());
+void Session::synchronize(cudaStream_t stream) {
+  done_event_.record(cuda::StreamView(stream));
   done_event_.synchronize();  // spins or blocks, as the event was created
 }
 
@@ -491,13 +501,12 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     }
   }
 
+  // Device memory the caller hands over may still be written by work it queued: on its stream,
+  // or (without one) on the default stream, where torch and cupy work by default.
+  const cudaStream_t stream = device_io ? device_stream() : stream_.get();
   try {
-    // Device memory the caller hands over may still be written by work it queued: on its
-    // stream, or (without one) on the default stream, where torch and cupy work by default.
     if (options_.use_caller_stream) {
-      order_after(options_.caller_stream);
-    } else if (device_io) {
-      order_after(cudaStreamLegacy);
+      wait_for(options_.caller_stream, stream);
     }
     bool done = false;
     if (graphs_enabled_) {
@@ -507,7 +516,7 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
         if (entry->key == key_) {
           entry->last_used = ++tick_;
           if (!entry->empty) {
-            entry->exec.launch(stream_.view());
+            entry->exec.launch(cuda::StreamView(stream));
           }
           ++stats_.graph_launches;
           done = true;
@@ -518,26 +527,24 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
         // Enqueue once outside capture (first enqueues may allocate or synchronize), then
         // capture the same work for the calls to come.
         bind_addresses();
-        run_plain(inputs, outputs);
+        run_plain(inputs, outputs, stream);
         capture(inputs, outputs);
         done = true;
       }
     }
     if (!done) {
       bind_addresses();
-      run_plain(inputs, outputs);
+      run_plain(inputs, outputs, stream);
     }
-    if (options_.use_caller_stream) {
-      ordering_event_.record(stream_.view());
-      TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(options_.caller_stream, ordering_event_.get(), 0));
-    }
-    synchronize();
+    // The call returns only once its work is done, so whatever the caller queues next on its
+    // stream comes after it without an event.
+    synchronize(stream);
     if (has_data_dependent_) {
-      finish_data_dependent(outputs, pooled);
+      finish_data_dependent(outputs, pooled, stream);
     }
   } catch (...) {
     // Leave nothing in flight that reads the buffers of a failed call.
-    cudaStreamSynchronize(stream_.get());
+    cudaStreamSynchronize(stream);
     cudaGetLastError();
     throw;
   }
@@ -561,7 +568,8 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   }
 }
 
-void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled) {
+void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled,
+                                    cudaStream_t stream) {
   const Signature& sig = signature();
   bool copied = false;
   for (std::size_t j = 0; j < num_outputs_; ++j) {
@@ -576,19 +584,20 @@ void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pool
     Staging& staging = output_staging(static_cast<int>(j));
     if (outputs[j].target == OutputTarget::Pooled) {
       auto buffer = std::make_shared<cuda::DeviceBuffer>(bytes, device_);
-      cuda::copy_async(buffer->data(), staging.device.data(), bytes, stream_.view());
+      cuda::copy_async(buffer->data(), staging.device.data(), bytes, cuda::StreamView(stream));
       pooled[j].data = buffer->data();
       pooled[j].owner = std::move(buffer);
     } else {
       if (staging.pinned.size() < bytes) {
         staging.pinned = cuda::PinnedBuffer(align_up(bytes + bytes / 2));
       }
-      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes, stream_.view());
+      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes,
+                       cuda::StreamView(stream));
     }
     copied = true;
   }
   if (copied) {
-    synchronize();
+    synchronize(stream);
   }
 }
 
