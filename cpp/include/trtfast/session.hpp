@@ -112,9 +112,11 @@ class Session {
                          std::shared_ptr<Block>& block);
   void bind_addresses();  // hands this call's addresses to the executor where they changed
   void build_key(const TensorArg* inputs, const OutputArg* outputs);
+  void stage_inputs(const TensorArg* inputs, cudaStream_t stream);
+  void stage_outputs(const OutputArg* outputs, cudaStream_t stream);
   void record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
   void run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
-  bool capture(const TensorArg* inputs, const OutputArg* outputs);
+  bool capture();  // the engine's work, on stream_, into the cache under key_
   void disable_graphs(const std::string& reason);
   void wait_for(cudaStream_t producer, cudaStream_t consumer);
   void synchronize(cudaStream_t stream);
