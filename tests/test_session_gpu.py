@@ -508,15 +508,32 @@ def test_cupy_zero_copy(engine: trtfast.Engine) -> None:
 # --- streams -------------------------------------------------------------------------------------
 
 
-def test_waits_for_work_on_the_default_stream(engine: trtfast.Engine) -> None:
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_waits_for_work_on_the_default_stream(engine: trtfast.Engine, cuda_graph: bool) -> None:
     torch = torch_cuda()
-    with engine.session() as session:
+    with engine.session(cuda_graph=cuda_graph) as session:
         for _ in range(2):  # the first call captures, the second replays
             x = torch.zeros(8, 4, device="cuda")
             torch.cuda._sleep(100_000_000)  # keeps the default stream busy for tens of ms
             x.fill_(3.0)
             y = torch.from_dlpack(session(x=x)["y"])
             assert bool((y == 7.0).all())
+
+
+def test_host_calls_do_not_wait_for_the_default_stream(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    x = random_x(4)
+    with engine.session() as session:
+        session(x=x)
+        torch.cuda._sleep(300_000_000)  # keeps the default stream busy for over 100 ms
+        start = time.perf_counter()
+        y = session(x=x)["y"]
+        elapsed = time.perf_counter() - start
+        busy = not torch.cuda.default_stream().query()
+        torch.cuda.synchronize()
+    np.testing.assert_array_equal(y, affine(x))
+    assert busy, "the default stream finished too early for this test to mean anything"
+    assert elapsed < 0.05, f"a numpy call waited {elapsed * 1000:.0f} ms for the default stream"
 
 
 def test_joins_the_callers_stream(engine: trtfast.Engine) -> None:

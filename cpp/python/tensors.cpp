@@ -251,6 +251,17 @@ void read_tuple_shape(const char* role, const TensorInfo& info, py::handle shape
   }
 }
 
+// tensor.name() without creating a bound method object first.
+py::object call_method(py::handle tensor, const py::str& name) {
+  PyObject* self = tensor.ptr();
+  PyObject* result =
+      PyObject_VectorcallMethod(name.ptr(), &self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  if (result == nullptr) {
+    throw py::error_already_set();
+  }
+  return py::reinterpret_steal<py::object>(result);
+}
+
 void read_torch(py::handle tensor, const TorchTypes& torch, const TensorInfo& info, bool is_output,
                 TensorArg& arg, Keep& keep) {
   const Names& n = names();
@@ -283,13 +294,17 @@ void read_torch(py::handle tensor, const TorchTypes& torch, const TensorInfo& in
   }
   arg.dtype = static_cast<DataType>(as_int64(code));
   read_tuple_shape(role, info, tensor.attr(n.shape), arg);
-  arg.data = PyLong_AsVoidPtr(tensor.attr(n.data_ptr)().ptr());
+  arg.data = PyLong_AsVoidPtr(call_method(tensor, n.data_ptr).ptr());
   if (arg.data == nullptr && PyErr_Occurred()) {
     throw py::error_already_set();
   }
   arg.location = Location::Device;
-  arg.device = static_cast<int>(as_int64(tensor.attr(n.get_device)().ptr()));
-  arg.contiguous = tensor.attr(n.is_contiguous)().cast<bool>();
+  arg.device = static_cast<int>(as_int64(call_method(tensor, n.get_device).ptr()));
+  const int contiguous = PyObject_IsTrue(call_method(tensor, n.is_contiguous).ptr());
+  if (contiguous < 0) {
+    throw py::error_already_set();
+  }
+  arg.contiguous = contiguous == 1;
   arg.writable = true;
 }
 

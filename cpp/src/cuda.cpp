@@ -133,10 +133,12 @@ void StreamView::synchronize() const { TRTFAST_CUDA_CHECK(cudaStreamSynchronize(
 
 // --- Stream --------------------------------------------------------------------------------------
 
-Stream::Stream(int device) : device_(device) {
+Stream::Stream(int device, StreamOrder order) : device_(device) {
   check_device_index(device);
   DeviceGuard guard(device);
-  TRTFAST_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  const unsigned flags =
+      order == StreamOrder::Independent ? cudaStreamNonBlocking : cudaStreamDefault;
+  TRTFAST_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, flags));
 }
 
 Stream::~Stream() { reset(); }

@@ -100,6 +100,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
       options_(std::move(options)),
       executor_(engine_->create_executor()),
       stream_(device_),
+      default_ordered_(device_, cuda::StreamOrder::AfterDefault),
       ordering_event_(device_),
       done_event_(device_, false, options_.sync),
       num_inputs_(executor_->signature().inputs().size()),
@@ -131,6 +132,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
 Session::~Session() {
   // Work in flight still reads the buffers freed below.
   cudaStreamSynchronize(stream_.get());
+  cudaStreamSynchronize(default_ordered_.get());
 }
 
 void Session::size_buffers() {
@@ -247,8 +249,12 @@ std::shared_ptr<Session::Block> Session::acquire_block() {
 
 void Session::order_after(cudaStream_t producer) {
   DeviceScope scope(device_);
+  wait_for(producer, device_stream());
+}
+
+void Session::wait_for(cudaStream_t producer, cudaStream_t consumer) {
   ordering_event_.record(cuda::StreamView(producer));
-  TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ordering_event_.get(), 0));
+  TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(consumer, ordering_event_.get(), 0));
 }
 
 void Session::prepare(const TensorArg* inputs) {
@@ -259,6 +265,9 @@ void Session::prepare(const TensorArg* inputs) {
   if (profile != current_profile_) {
     current_profile_ = -1;  // unknown until the switch succeeds
     executor_->select_profile(profile, stream_.get());
+    // The switch may queue work on stream_, and the call may run on default_ordered_. Switches
+    // are rare, so waiting here costs little.
+    stream_.synchronize();
     ++stats_.executor_calls;
     current_profile_ = profile;
     for (Dims& shape : current_shapes_) {
@@ -376,28 +385,40 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
   }
 }
 
-// The device work of one call, the same whether run directly or captured into a graph.
-void Session::record_work(const TensorArg* inputs, const OutputArg* outputs) {
+// Copies of host inputs from pinned staging to the device. Never captured: a copy between
+// pinned and device memory queued on a stream costs less than the same copy as a graph node.
+void Session::stage_inputs(const TensorArg* inputs, cudaStream_t stream) {
   const Signature& sig = signature();
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
       Staging& staging = *input_staging_[i];
       cuda::copy_async(staging.device.data(), staging.pinned.data(),
-                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), stream_.view());
-    }
-  }
-  executor_->enqueue(stream_.get());
-  for (std::size_t j = 0; j < num_outputs_; ++j) {
-    if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
-      Staging& staging = *output_staging_[j];
-      cuda::copy_async(staging.pinned.data(), staging.device.data(),
-                       byte_size(output_shapes_[j], sig.outputs()[j].dtype), stream_.view());
+                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), cuda::StreamView(stream));
     }
   }
 }
 
-void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs) {
-  record_work(inputs, outputs);
+void Session::stage_outputs(const OutputArg* outputs, cudaStream_t stream) {
+  const Signature& sig = signature();
+  for (std::size_t j = 0; j < num_outputs_; ++j) {
+    if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
+      Staging& staging = *output_staging_[j];
+      cuda::copy_async(staging.pinned.data(), staging.device.data(),
+                       byte_size(output_shapes_[j], sig.outputs()[j].dtype),
+                       cuda::StreamView(stream));
+    }
+  }
+}
+
+// The device work of one call: the engine's work (what a graph holds) between the copies.
+void Session::record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
+  stage_inputs(inputs, stream);
+  executor_->enqueue(stream);
+  stage_outputs(outputs, stream);
+}
+
+void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
+  record_work(inputs, outputs, stream);
   ++stats_.plain_runs;
 }
 
@@ -412,7 +433,7 @@ void Session::disable_graphs(const std::string& reason) {
   }
 }
 
-bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
+bool Session::capture() {
   // Thread-local: other threads' CUDA calls neither break this capture nor fail because of it.
   cudaError_t status = cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal);
   if (status != cudaSuccess) {
@@ -422,7 +443,7 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   }
   std::string failure;
   try {
-    record_work(inputs, outputs);
+    executor_->enqueue(stream_.get());
   } catch (const std::exception& error) {
     failure = error.what();
   }
@@ -463,8 +484,8 @@ bool Session::capture(const TensorArg* inputs, const OutputArg* outputs) {
   return true;
 }
 
-void Session::synchronize() {
-  done_event_.record(stream_.view());
+void Session::synchronize(cudaStream_t stream) {
+  done_event_.record(cuda::StreamView(stream));
   done_event_.synchronize();  // spins or blocks, as the event was created
 }
 
@@ -495,13 +516,12 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     }
   }
 
+  // Device memory the caller hands over may still be written by work it queued: on its stream,
+  // or (without one) on the default stream, where torch and cupy work by default.
+  const cudaStream_t stream = device_io ? device_stream() : stream_.get();
   try {
-    // Device memory the caller hands over may still be written by work it queued: on its
-    // stream, or (without one) on the default stream, where torch and cupy work by default.
     if (options_.use_caller_stream) {
-      order_after(options_.caller_stream);
-    } else if (device_io) {
-      order_after(cudaStreamLegacy);
+      wait_for(options_.caller_stream, stream);
     }
     bool done = false;
     if (graphs_enabled_) {
@@ -510,9 +530,11 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       for (const auto& entry : graphs_) {
         if (entry->key == key_) {
           entry->last_used = ++tick_;
+          stage_inputs(inputs, stream);
           if (!entry->empty) {
-            entry->exec.launch(stream_.view());
+            entry->exec.launch(cuda::StreamView(stream));
           }
+          stage_outputs(outputs, stream);
           ++stats_.graph_launches;
           done = true;
           break;
@@ -520,28 +542,26 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       }
       if (!done) {
         // Enqueue once outside capture (first enqueues may allocate or synchronize), then
-        // capture the same work for the calls to come.
+        // capture the engine's work for the calls to come.
         bind_addresses();
-        run_plain(inputs, outputs);
-        capture(inputs, outputs);
+        run_plain(inputs, outputs, stream);
+        capture();
         done = true;
       }
     }
     if (!done) {
       bind_addresses();
-      run_plain(inputs, outputs);
+      run_plain(inputs, outputs, stream);
     }
-    if (options_.use_caller_stream) {
-      ordering_event_.record(stream_.view());
-      TRTFAST_CUDA_CHECK(cudaStreamWaitEvent(options_.caller_stream, ordering_event_.get(), 0));
-    }
-    synchronize();
+    // The call returns only once its work is done, so whatever the caller queues next on its
+    // stream comes after it without an event.
+    synchronize(stream);
     if (has_data_dependent_) {
-      finish_data_dependent(outputs, pooled);
+      finish_data_dependent(outputs, pooled, stream);
     }
   } catch (...) {
     // Leave nothing in flight that reads the buffers of a failed call.
-    cudaStreamSynchronize(stream_.get());
+    cudaStreamSynchronize(stream);
     cudaGetLastError();
     throw;
   }
@@ -565,7 +585,8 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   }
 }
 
-void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled) {
+void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled,
+                                    cudaStream_t stream) {
   const Signature& sig = signature();
   bool copied = false;
   for (std::size_t j = 0; j < num_outputs_; ++j) {
@@ -580,19 +601,20 @@ void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pool
     Staging& staging = output_staging(static_cast<int>(j));
     if (outputs[j].target == OutputTarget::Pooled) {
       auto buffer = std::make_shared<cuda::DeviceBuffer>(bytes, device_);
-      cuda::copy_async(buffer->data(), staging.device.data(), bytes, stream_.view());
+      cuda::copy_async(buffer->data(), staging.device.data(), bytes, cuda::StreamView(stream));
       pooled[j].data = buffer->data();
       pooled[j].owner = std::move(buffer);
     } else {
       if (staging.pinned.size() < bytes) {
         staging.pinned = cuda::PinnedBuffer(align_up(bytes + bytes / 2));
       }
-      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes, stream_.view());
+      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes,
+                       cuda::StreamView(stream));
     }
     copied = true;
   }
   if (copied) {
-    synchronize();
+    synchronize(stream);
   }
 }
 

@@ -96,4 +96,16 @@ PYBIND11_MODULE(_testing, m) {
       py::arg("iterations"), py::arg("warmup") = 100, py::arg("device") = 0,
       "Latency (us) of each iteration of the raw floor: a session call's copies and kernel "
       "from plain C++.");
+  m.def(
+      "session_latencies",
+      [](const std::shared_ptr<trtfast::Engine>& engine, bool host, bool cuda_graph,
+         bool blocking_sync, std::int64_t batch, int iterations, int warmup) {
+        py::gil_scoped_release release;
+        return trtfast::testing::session_latencies(engine, host, cuda_graph, blocking_sync, batch,
+                                                   iterations, warmup);
+      },
+      py::arg("engine"), py::arg("host"), py::arg("cuda_graph"), py::arg("blocking_sync"),
+      py::arg("batch"), py::arg("iterations"), py::arg("warmup") = 100,
+      "Latency (us) of each iteration of the same call through a session driven from C++: the "
+      "session's cost without the Python entry.");
 }

@@ -64,4 +64,10 @@ void launch_affine(const float* x, float* y, std::int64_t count, float a, float 
 std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t batch,
                                     std::int64_t features, int iterations, int warmup, int device);
 
+// The same call through a session driven from C++ (run: checks, then execute), with the caller's
+// host buffers (`host`) or device buffers; no Python. Microseconds per iteration.
+std::vector<double> session_latencies(const std::shared_ptr<Engine>& engine, bool host,
+                                      bool cuda_graph, bool blocking_sync, std::int64_t batch,
+                                      int iterations, int warmup);
+
 }  // namespace trtfast::testing

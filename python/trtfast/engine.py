@@ -97,6 +97,12 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         self._local = threading.local()
         self._worker_sessions: list[Session] = []
 
+    if TYPE_CHECKING:
+        # The call itself is CPython's call slot of _core.Session (no Python frame in between).
+        def __call__(
+            self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+        ) -> dict[str, Any]: ...
+
     def submit(
         self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
     ) -> Future[dict[str, Any]]:
@@ -220,8 +226,8 @@ class Engine:
     ) -> Session:
         """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
         'spin' (lowest latency) or 'blocking' (no CPU burn while waiting); ``stream`` joins the
-        caller's CUDA stream (ordered both ways with events); ``workers`` sizes the pool behind
-        :meth:`Session.submit`."""
+        caller's CUDA stream (each call runs after the work queued there and is done when it
+        returns); ``workers`` sizes the pool behind :meth:`Session.submit`."""
         return Session(
             self,
             cuda_graph=cuda_graph,

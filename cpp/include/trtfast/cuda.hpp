@@ -64,10 +64,18 @@ class StreamView {
   cudaStream_t stream_ = nullptr;
 };
 
+// How a stream relates to the legacy default stream.
+enum class StreamOrder {
+  // Never ordered with the default stream, so foreign work there never serializes ours.
+  Independent,
+  // A blocking stream: the driver orders its work after what the default stream has queued
+  // (and the default stream's after it), with no event to record or wait on.
+  AfterDefault,
+};
+
 class Stream {
  public:
-  // Non-blocking with respect to the legacy default stream, so foreign work never serializes ours.
-  explicit Stream(int device);
+  explicit Stream(int device, StreamOrder order = StreamOrder::Independent);
   ~Stream();
   Stream(Stream&& other) noexcept;
   Stream& operator=(Stream&& other) noexcept;

@@ -128,8 +128,10 @@ class Session:
     """
     One execution context with its stream, buffers and CUDA graphs. One thread at a time.
     """
-    def __call__(self, *args, **kwargs) -> typing.Any:
-        ...
+    def __call__(self, *args, **kwargs):
+        """
+        Call self as a function.
+        """
     def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16) -> None:
         ...
     def bind(self, inputs: typing.Any, outputs: typing.Any = None) -> dict:
@@ -138,7 +140,7 @@ class Session:
         ...
     def run(self, *args, **kwargs) -> typing.Any:
         """
-        run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): replays the bound call.
+        run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): replays the bound call. session(...) is the same call.
         """
     def unbind(self) -> None:
         ...
