@@ -46,6 +46,9 @@ void bind_cuda(py::module_& module) {
       },
       "Name, compute capability, memory and multiprocessors of each device.");
 
+  m.def("memory_info", &cuda::memory_info, py::arg("device") = 0,
+        "(free, total) bytes of the device's memory.");
+
   py::class_<cuda::Stream>(m, "Stream", "An owned CUDA stream, non-blocking to the legacy stream.")
       .def(py::init<int>(), py::arg("device") = 0)
       .def_property_readonly("handle", [](const cuda::Stream& s) { return as_address(s.get()); })

@@ -123,6 +123,15 @@ void set_device(int device) {
   TRTFAST_CUDA_CHECK(cudaSetDevice(device));
 }
 
+std::pair<std::size_t, std::size_t> memory_info(int device) {
+  check_device_index(device);
+  DeviceGuard guard(device);
+  std::size_t free = 0;
+  std::size_t total = 0;
+  TRTFAST_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return {free, total};
+}
+
 int current_device() {
   int device = 0;
   TRTFAST_CUDA_CHECK(cudaGetDevice(&device));

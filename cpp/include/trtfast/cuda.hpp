@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "trtfast/error.hpp"
@@ -51,6 +52,8 @@ std::vector<DeviceInfo> devices();
 DeviceInfo device_info(int device);
 void set_device(int device);
 int current_device();
+// (free, total) bytes of device memory, as cudaMemGetInfo reports them for `device`.
+std::pair<std::size_t, std::size_t> memory_info(int device);
 
 // Non-owning handle of a stream (the legacy default stream when null).
 class StreamView {

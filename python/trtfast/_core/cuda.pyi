@@ -3,7 +3,7 @@ RAII wrappers over the CUDA runtime.
 """
 from __future__ import annotations
 import typing
-__all__: list[str] = ['DeviceBuffer', 'Event', 'PinnedBuffer', 'Stream', 'allocation_count', 'copy_async', 'device_count', 'devices', 'driver_version', 'runtime_version', 'unavailable_reason']
+__all__: list[str] = ['DeviceBuffer', 'Event', 'PinnedBuffer', 'Stream', 'allocation_count', 'copy_async', 'device_count', 'devices', 'driver_version', 'memory_info', 'runtime_version', 'unavailable_reason']
 class Stream:
     """
     An owned CUDA stream, non-blocking to the legacy stream.
@@ -80,6 +80,10 @@ def devices() -> list[dict[str, typing.Any]]:
 def driver_version() -> int:
     """
     CUDA version the installed driver supports; 0 without a driver.
+    """
+def memory_info(device: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[int, int]:
+    """
+    (free, total) bytes of the device's memory.
     """
 def runtime_version() -> int:
     """
