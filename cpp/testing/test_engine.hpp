@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -63,5 +64,13 @@ void launch_affine(const float* x, float* y, std::int64_t count, float a, float 
 // alone on device memory. Returns each iteration's latency in microseconds.
 std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t batch,
                                     std::int64_t features, int iterations, int warmup, int device);
+
+// The floor of any engine's I/O: no engine work, only what a call must move. `host`: each
+// input pageable -> pinned -> device, each output device -> pinned -> pageable, synchronize;
+// else an event recorded and synchronized, all a call on device memory must wait for. Returns
+// each iteration's latency in microseconds.
+std::vector<double> io_floor_latencies(const std::vector<std::size_t>& input_bytes,
+                                       const std::vector<std::size_t>& output_bytes, bool host,
+                                       bool blocking_sync, int iterations, int warmup, int device);
 
 }  // namespace trtfast::testing
