@@ -76,8 +76,8 @@ def main(
 
 
 def _check_and_measure(engine: Path, device: int, batch: int | None, iterations: int) -> int:
-    """Parity of the two paths, then the benchmark table; 1 when either cannot be done or
-    parity fails."""
+    """Parity of the two paths (where the reference path runs), then the benchmark table; 1
+    when the C++ core cannot run engines here, on an error, or when parity fails."""
     from . import doctor, reference
     from .bench import benchmark
     from .parity import compare
