@@ -114,8 +114,10 @@ def test_demo_builds_the_bundled_model(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TRTFAST_CACHE_DIR", str(tmp_path))
-    assert main(["demo", "--model", name]) == 0
+    assert main(["demo", "--model", name, "--iterations", "50"]) == 0
     output = capsys.readouterr().out
     assert "built by  trtfast (C++ core)" in output
+    assert "parity: ok" in output or "parity: not checked" in output
+    assert "| trtfast | numpy | on | spin |" in output
     engine = tmp_path / "engines" / f"{name}-fp32.engine"
     assert trtfast.inspect(engine).inputs == trtfast.Engine.load(engine).inputs

@@ -15,6 +15,7 @@ PYBIND11_MODULE(_core, module) {
   trtfast::python::bind_builder(module);
   trtfast::python::bind_engine_file(module);
   trtfast::python::bind_session(module);
+  trtfast::python::bind_timing(module);
 
   module.def(
       "build_info",

@@ -1,12 +1,15 @@
 // The floor a session is measured against: the same copies and kernel from plain C++, with
 // nothing else (no validation, no graph, no Python); and a session driven from C++, which splits
-// a Python call's cost into the session's own and the Python entry's.
+// a Python call's cost into the session's own and the Python entry's; and the I/O floor of any
+// engine, for trtfast bench.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <vector>
 
 #include "test_engine.hpp"
 #include "trtfast/cuda.hpp"
+#include "trtfast/error.hpp"
 #include "trtfast/session.hpp"
 
 namespace trtfast::testing {
@@ -97,6 +100,68 @@ std::vector<double> session_latencies(const std::shared_ptr<Engine>& engine, boo
   for (int i = 0; i < warmup + iterations; ++i) {
     const auto start = std::chrono::steady_clock::now();
     session.run(&x, &y, &pooled);
+    const auto stop = std::chrono::steady_clock::now();
+    if (i >= warmup) {
+      latencies.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
+    }
+  }
+  return latencies;
+}
+
+namespace {
+
+// One tensor's memory in every place a host call moves it through.
+struct StagedTensor {
+  std::size_t bytes;
+  std::vector<unsigned char> pageable;
+  cuda::PinnedBuffer pinned;
+  cuda::DeviceBuffer device;
+
+  StagedTensor(std::size_t size, int device_index)
+      : bytes(size),
+        pageable(std::max<std::size_t>(size, 1), 1),
+        pinned(std::max<std::size_t>(size, 1)),
+        device(std::max<std::size_t>(size, 1), device_index) {}
+};
+
+}  // namespace
+
+std::vector<double> io_floor_latencies(const std::vector<std::size_t>& input_bytes,
+                                       const std::vector<std::size_t>& output_bytes, bool host,
+                                       bool blocking_sync, int iterations, int warmup, int device) {
+  if (iterations < 1 || warmup < 0) {
+    throw Error("the floor needs iterations >= 1 and warmup >= 0");
+  }
+  cuda::set_device(device);
+  cuda::Stream stream(device);
+  cuda::Event done(device, false, blocking_sync ? cuda::SyncMode::Blocking : cuda::SyncMode::Spin);
+  std::vector<StagedTensor> inputs;
+  std::vector<StagedTensor> outputs;
+  if (host) {
+    for (const std::size_t bytes : input_bytes) {
+      inputs.emplace_back(bytes, device);
+    }
+    for (const std::size_t bytes : output_bytes) {
+      outputs.emplace_back(bytes, device);
+    }
+  }
+
+  std::vector<double> latencies;
+  latencies.reserve(static_cast<std::size_t>(iterations));
+  for (int i = 0; i < warmup + iterations; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    for (StagedTensor& input : inputs) {
+      std::memcpy(input.pinned.data(), input.pageable.data(), input.bytes);
+      cuda::copy_async(input.device.data(), input.pinned.data(), input.bytes, stream.view());
+    }
+    for (StagedTensor& output : outputs) {
+      cuda::copy_async(output.pinned.data(), output.device.data(), output.bytes, stream.view());
+    }
+    done.record(stream.view());
+    done.synchronize();
+    for (StagedTensor& output : outputs) {
+      std::memcpy(output.pageable.data(), output.pinned.data(), output.bytes);
+    }
     const auto stop = std::chrono::steady_clock::now();
     if (i >= warmup) {
       latencies.push_back(std::chrono::duration<double, std::micro>(stop - start).count());

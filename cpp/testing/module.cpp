@@ -1,7 +1,9 @@
-// trtfast._testing: test engines of plain CUDA kernels and the benchmark floor. Test-only.
+// trtfast._testing: test engines of plain CUDA kernels and the benchmark floors. trtfast.bench
+// uses the floors; nothing else in trtfast imports it.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <tuple>
@@ -108,4 +110,17 @@ PYBIND11_MODULE(_testing, m) {
       py::arg("batch"), py::arg("iterations"), py::arg("warmup") = 100,
       "Latency (us) of each iteration of the same call through a session driven from C++: the "
       "session's cost without the Python entry.");
+  m.def(
+      "io_floor_latencies",
+      [](const std::vector<std::size_t>& input_bytes, const std::vector<std::size_t>& output_bytes,
+         bool host, bool blocking_sync, int iterations, int warmup, int device) {
+        py::gil_scoped_release release;
+        return trtfast::testing::io_floor_latencies(input_bytes, output_bytes, host, blocking_sync,
+                                                    iterations, warmup, device);
+      },
+      py::arg("input_bytes"), py::arg("output_bytes"), py::arg("host"), py::arg("blocking_sync"),
+      py::arg("iterations"), py::arg("warmup") = 100, py::arg("device") = 0,
+      "Latency (us) of each iteration of any engine's I/O floor, without engine work: host: "
+      "each input pageable -> pinned -> device, each output back, synchronize; device: an "
+      "event recorded and synchronized.");
 }

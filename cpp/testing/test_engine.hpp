@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -69,5 +70,13 @@ std::vector<double> floor_latencies(bool host, bool blocking_sync, std::int64_t 
 std::vector<double> session_latencies(const std::shared_ptr<Engine>& engine, bool host,
                                       bool cuda_graph, bool blocking_sync, std::int64_t batch,
                                       int iterations, int warmup);
+
+// The floor of any engine's I/O: no engine work, only what a call must move. `host`: each
+// input pageable -> pinned -> device, each output device -> pinned -> pageable, synchronize;
+// else an event recorded and synchronized, all a call on device memory must wait for. Returns
+// each iteration's latency in microseconds.
+std::vector<double> io_floor_latencies(const std::vector<std::size_t>& input_bytes,
+                                       const std::vector<std::size_t>& output_bytes, bool host,
+                                       bool blocking_sync, int iterations, int warmup, int device);
 
 }  // namespace trtfast::testing

@@ -21,6 +21,7 @@ from .errors import (
     TensorRTUnavailableError,
     TrtfastError,
 )
+from .parity import CompareResult, compare
 from .prepare import PrepareReport, prepare, prepare_with_report
 
 __version__: str = _core.build_info()["version"]
@@ -46,6 +47,7 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 __all__ = [
     "BuildError",
     "BuildOptionError",
+    "CompareResult",
     "CudaError",
     "DeviceArray",
     "Engine",
@@ -62,6 +64,7 @@ __all__ = [
     "__version__",
     "build",
     "build_info",
+    "compare",
     "export",
     "inspect",
     "models",

@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_engine_file_parsers(commands)
     _add_demo_parser(commands)
     _add_prepare_parser(commands)
+    _add_measure_parsers(commands)
     return parser
 
 
@@ -259,14 +260,174 @@ def _engine_command(args: argparse.Namespace) -> int:
 def _add_demo_parser(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="build a bundled model with the best path this machine has",
+        help="build a bundled model, check parity and benchmark C++ against Python",
         description="Build a model that comes with trtfast (made on first use, nothing is "
         "downloaded) through trtfast's C++ core, or TensorRT's Python API where only that "
-        "works. Where TensorRT cannot run, prints why and exits 1.",
+        "works; check that trtfast's C++ core and TensorRT's Python API give the same outputs "
+        "(trtfast compare) and measure both (trtfast bench). Where TensorRT cannot run, prints "
+        "why and exits 1.",
+        epilog="Exit status: 0 built, parity holds and measured; 1 otherwise.",
     )
     demo.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="(default: cnn)")
     demo.add_argument("--precision", choices=PRECISIONS[:3], default="fp32", help="(default: fp32)")
     demo.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
+    demo.add_argument(
+        "--batch", type=_count(1), help="batch to run (default: the model's opt batch)"
+    )
+    demo.add_argument(
+        "--iterations", type=_count(1), default=1000, help="timed calls per row (default: 1000)"
+    )
+
+
+# Exit status of compare and bench when TensorRT (or the reference path) cannot run here.
+UNAVAILABLE = 3
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _add_measure_parsers(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="run an engine through trtfast's C++ core and TensorRT's Python API and compare",
+        description="Run an engine file through trtfast's C++ core and through TensorRT's "
+        "Python API (the reference path) on the same inputs (random inside the first "
+        "optimization profile) and compare each output: max absolute and relative error, "
+        "cosine similarity, elements outside atol + rtol * |reference|.",
+        epilog="Exit status: 0 the outputs agree, 1 they differ, 2 invalid arguments or an "
+        "engine that cannot be used, 3 TensorRT or the reference path cannot run here.",
+    )
+    bench = commands.add_parser(
+        "bench",
+        help="measure an engine's latency on every path against this machine's floor",
+        description="Measure an engine file's host round-trip latency (p50/p90/p99) and "
+        "throughput through trtfast's C++ session (numpy, device zero-copy, bound; CUDA "
+        "graphs on and off; spin and blocking sync) and TensorRT's Python API, beside the "
+        "engine's GPU time, enqueue times and this machine's floor for the same I/O.",
+        epilog="Exit status: 0 measured, 2 invalid arguments or an engine that cannot be "
+        "used, 3 TensorRT cannot run here.",
+    )
+    for command in (compare, bench):
+        command.add_argument("engine", help="engine file")
+        command.add_argument(
+            "--batch",
+            type=_count(1),
+            help="first dimension of dynamic inputs (default: the profile's opt shape)",
+        )
+        command.add_argument("--seed", type=_count(0), default=0, help="seed of the random inputs")
+        command.add_argument("--device", type=_count(0), default=0, help="GPU index (default: 0)")
+        command.add_argument(
+            "--allow-host-code",
+            action="store_true",
+            help="load an engine that embeds host code (only one you trust)",
+        )
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
+    compare.add_argument(
+        "--rtol", type=_tolerance, help="relative tolerance (default: by output dtype)"
+    )
+    compare.add_argument(
+        "--atol", type=_tolerance, help="absolute tolerance (default: by output dtype)"
+    )
+    bench.add_argument(
+        "--iterations", type=_count(1), default=1000, help="timed calls per row (default: 1000)"
+    )
+    bench.add_argument(
+        "--warmup", type=_count(0), default=100, help="untimed calls first (default: 100)"
+    )
+    bench.add_argument(
+        "--no-reference", action="store_true", help="leave out TensorRT's Python API"
+    )
+
+
+def _unrunnable(command: str, engine: str, *, need_reference: bool) -> int:
+    """0 when `command` can run `engine` here; else prints why, in one line, and returns the
+    exit status: 2 for an engine file that cannot be read, UNAVAILABLE where TensorRT cannot
+    run."""
+    from . import doctor, engine_file, reference
+    from .errors import TrtfastError
+
+    try:
+        info = engine_file.read_info(engine)
+    except (TrtfastError, OSError) as error:
+        print(f"trtfast {command}: {error}", file=sys.stderr)
+        return 2
+    reason = doctor.unavailable_reason()
+    if reason is not None:
+        print(
+            f"trtfast {command}: TensorRT cannot run engines here: {reason} "
+            "(`trtfast doctor` shows more)",
+            file=sys.stderr,
+        )
+        return UNAVAILABLE
+    if need_reference:
+        reason = reference.unavailable_reason(info.edition or "standard")
+        if reason is not None:
+            print(
+                f"trtfast {command}: the reference path cannot run here: {reason}",
+                file=sys.stderr,
+            )
+            return UNAVAILABLE
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .errors import TensorRTUnavailableError, TrtfastError
+
+    status = _unrunnable(args.command, args.engine, need_reference=args.command == "compare")
+    if status:
+        return status
+    options = {
+        "batch": args.batch,
+        "seed": args.seed,
+        "device": args.device,
+        "allow_host_code": args.allow_host_code,
+    }
+    try:
+        if args.command == "compare":
+            from .parity import compare
+
+            result: Any = compare(args.engine, rtol=args.rtol, atol=args.atol, **options)
+        else:
+            from .bench import benchmark
+
+            result = benchmark(
+                args.engine,
+                iterations=args.iterations,
+                warmup=args.warmup,
+                reference=not args.no_reference,
+                **options,
+            )
+    except (TensorRTUnavailableError, ImportError) as error:
+        print(f"trtfast {args.command}: cannot run here: {error}", file=sys.stderr)
+        return UNAVAILABLE
+    except (TrtfastError, ValueError, OSError) as error:
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.summary() if args.command == "compare" else result.markdown())
+    return 1 if args.command == "compare" and not result.passed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,9 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import main as demo_main
 
-        return demo_main(args.model, args.precision, args.device)
+        return demo_main(args.model, args.precision, args.device, args.batch, args.iterations)
     if args.command == "prepare":
         return _prepare(args)
+    if args.command in ("compare", "bench"):
+        return _measure(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -1,8 +1,9 @@
-"""``trtfast demo``: build a bundled model with the best path this machine has.
+"""``trtfast demo``: build a bundled model with the best path this machine has, check that
+trtfast's C++ core and TensorRT's Python API agree on it, and measure both.
 
-The C++ core when ``trtfast doctor`` finds TensorRT usable, else TensorRT's Python API (the
-reference path) when it is installed and a GPU is present; where TensorRT cannot run, the
-doctor's report says why.
+The build goes through the C++ core when ``trtfast doctor`` finds TensorRT usable, else through
+TensorRT's Python API (the reference path) when it is installed and a GPU is present; where
+TensorRT cannot run, the doctor's report says why.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import _core, models
 from ._library import tensorrt_library
-from .errors import TrtfastError
+from .errors import TensorRTUnavailableError, TrtfastError
 
 Builder = Callable[..., Any]
 
@@ -35,7 +37,9 @@ def choose_builder() -> tuple[str, Builder] | None:
     return None
 
 
-def main(model: str, precision: str, device: int) -> int:
+def main(
+    model: str, precision: str, device: int, batch: int | None = None, iterations: int = 1000
+) -> int:
     chosen = choose_builder()
     if chosen is None:
         from . import doctor
@@ -68,4 +72,49 @@ def main(model: str, precision: str, device: int) -> int:
     print(f"model     {model}: {models.describe(model)}")
     print(f"built by  {label}, TensorRT {info.tensorrt_version}, {precision}, {seconds:.1f} s")
     print(f"engine    {output} ({info.plan_size / 2**20:.1f} MiB, for {info.gpu_name})")
-    return 0
+    return _check_and_measure(output, device, batch, iterations)
+
+
+def _check_and_measure(engine: Path, device: int, batch: int | None, iterations: int) -> int:
+    """Parity of the two paths (where the reference path runs), then the benchmark table; 1
+    when the C++ core cannot run engines here, on an error, or when parity fails."""
+    from . import doctor, reference
+    from .bench import benchmark
+    from .parity import compare
+
+    reason = doctor.unavailable_reason()
+    if reason is not None:
+        print(
+            "trtfast demo: parity and the benchmark need trtfast's C++ core, which cannot run "
+            f"engines here: {reason}",
+            file=sys.stderr,
+        )
+        return 1
+    print()
+    agree = True
+    unavailable = reference.unavailable_reason("standard")
+    try:
+        if unavailable is None:
+            try:
+                result = compare(engine, batch=batch, device=device)
+            except (TensorRTUnavailableError, ImportError) as error:
+                unavailable = str(error)
+            else:
+                print(result.summary())
+                agree = result.passed
+        if unavailable is not None:
+            print(f"parity: not checked, the reference path cannot run here: {unavailable}")
+        print()
+        measured = benchmark(
+            engine,
+            batch=batch,
+            iterations=iterations,
+            warmup=max(iterations // 10, 10),
+            device=device,
+            reference=unavailable is None,
+        )
+    except (TrtfastError, ImportError, OSError, ValueError) as error:
+        print(f"trtfast demo: error: {error}", file=sys.stderr)
+        return 1
+    print(measured.markdown())
+    return 0 if agree else 1

@@ -96,6 +96,13 @@ def examine() -> Report:
     return report
 
 
+def unavailable_reason() -> str | None:
+    """Why trtfast cannot run engines on this machine, in one line (the doctor's first
+    problem); None when it can."""
+    report = examine()
+    return None if report.ok else report.problems[0]
+
+
 def main() -> int:
     report = examine()
     print(report.render())

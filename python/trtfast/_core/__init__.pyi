@@ -6,7 +6,7 @@ import collections.abc
 import typing
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available']
+__all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
 class DeviceArray:
     """
     CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host.
@@ -202,4 +202,8 @@ def set_tensorrt_log_sink(sink: collections.abc.Callable[[int, str], None]) -> N
 def tensorrt_adapter_available() -> bool:
     """
     True when this build can create TensorRT objects.
+    """
+def time_engine(engine: Engine, inputs: typing.Any, iterations: typing.SupportsInt | typing.SupportsIndex, warmup: typing.SupportsInt | typing.SupportsIndex = 10) -> dict:
+    """
+    Times `engine` on an execution context of its own with `inputs` (a dict, as a session takes them): {'gpu_us': device time per run (events around runs queued behind a gate), 'gpu_from_graph', 'gated', 'enqueue_us': host time per plain enqueue, 'graph_launch_us': host time per graph launch ([] when capture failed), 'graph_failure'}.
     """
