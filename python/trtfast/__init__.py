@@ -12,13 +12,16 @@ from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
     BuildError,
     BuildOptionError,
+    CacheWarning,
     CudaError,
     EngineCompatibilityError,
     EngineFormatError,
     InputError,
+    PerformanceWarning,
     ProfileError,
     TensorRTUnavailableError,
     TrtfastError,
+    TrtfastWarning,
 )
 from .prepare import prepare
 
@@ -45,15 +48,18 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 __all__ = [
     "BuildError",
     "BuildOptionError",
+    "CacheWarning",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "PerformanceWarning",
     "ProfileError",
     "TensorRTUnavailableError",
     "TensorSpec",
     "TrtfastError",
+    "TrtfastWarning",
     "__version__",
     "build",
     "build_info",

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _core
+from ._files import atomic_write
 from .errors import EngineFormatError
 
 _native = _core.engine_file
@@ -361,37 +361,17 @@ def encode(info: EngineInfo, plan: bytes) -> bytes:
     return b"".join((_header(info, plan), plan))
 
 
-def _write_atomically(path: str | os.PathLike[str], parts: Iterable[bytes]) -> None:
-    # A temporary file beside the target, renamed over it: readers see the old file or the new
-    # one, never a partial one. Created with 0o666 so that the umask applies as for open().
-    target = os.fspath(path)
-    temporary = f"{target}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "wb") as file:
-            for part in parts:
-                file.write(part)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write(path: str | os.PathLike[str], info: EngineInfo, plan: bytes) -> None:
-    """Write an engine file atomically (a temporary file, then a rename over `path`)."""
+    """Write an engine file atomically (a temporary file flushed to the disk, then a rename over
+    `path`). A failure raises the OSError naming `path` and leaves no partial file."""
     header = _header(info, plan)
-    _write_atomically(path, (header, plan))
+    atomic_write(path, header, plan)
 
 
 def export_plan(source: Source, output_path: str | os.PathLike[str]) -> None:
     """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it."""
     _, plan = read(source)
-    _write_atomically(output_path, (plan,))
+    atomic_write(output_path, plan)
 
 
 # --- describing --------------------------------------------------------------------------------
