@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import random
 import struct
@@ -146,13 +147,105 @@ def reframe(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+def split_header(data: bytes) -> tuple[bytes, list[bytes], bytes] | None:
+    """(fixed fields, the five strings, plan) of a trtfast file whose framing holds together."""
+    if not data.startswith(MAGIC) or len(data) < FIXED_FIELDS_END:
+        return None
+    (header_size,) = struct.unpack_from("<I", data, HEADER_SIZE_AT)
+    strings, at = [], FIXED_FIELDS_END
+    for _ in range(5):
+        if at + 4 > min(header_size, len(data)):
+            return None
+        (length,) = struct.unpack_from("<I", data, at)
+        strings.append(data[at + 4 : at + 4 + length])
+        at += 4 + length
+    if at > min(header_size, len(data)):
+        return None
+    return data[:FIXED_FIELDS_END], strings, data[header_size:]
+
+
+def join_header(fixed: bytes, strings: list[bytes], plan: bytes) -> bytes:
+    header = bytearray(fixed)
+    for value in strings:
+        header += struct.pack("<I", len(value)) + value
+    header += bytes(-len(header) % 64)
+    struct.pack_into("<I", header, HEADER_SIZE_AT, len(header))
+    return reframe(bytes(header) + plan, random.Random(0))
+
+
+def json_fragment(rng: random.Random) -> str:
+    """JSON text of a kind a reader must be ready for (as text: nesting this deep is beyond
+    what Python's json module writes)."""
+    depth = rng.choice([1, 2, 8, 64, 300, 900, 5000])
+    return rng.choice(
+        [
+            "null",
+            "true",
+            "-1",
+            "0",
+            str(rng.randrange(-(2**70), 2**70)),
+            "1" + "0" * 5000,
+            "1.5",
+            "1e999",
+            "NaN",
+            "-Infinity",
+            '""',
+            '"float16"',
+            '"\\ud800"',
+            '"' + "x" * rng.randrange(1, 5000) + '"',
+            "[]",
+            "{}",
+            "[[1,2,3],[1,2,3],[1,2,3]]",
+            '{"name":"x","dtype":"float32","shape":[-1],"profiles":[]}',
+            "[" * depth + "]" * depth,
+            '{"a":' * depth + "0" + "}" * depth,
+        ]
+    )
+
+
+def mutate_metadata(data: bytes, rng: random.Random) -> bytes:
+    """Change one node of the metadata JSON: what byte flips rarely reach."""
+    parts = split_header(data)
+    if parts is None:
+        return data
+    fixed, strings, plan = parts
+    try:
+        metadata = json.loads(strings[4])
+    except (ValueError, RecursionError):
+        return data
+    nodes: list[tuple[Any, Any]] = []  # (container, key)
+    stack = [metadata]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            for key, child in list(node.items() if isinstance(node, dict) else enumerate(node)):
+                nodes.append((node, key))
+                stack.append(child)
+    if not nodes:
+        return data
+    container, key = rng.choice(nodes)
+    placeholder = "\0fragment\0"
+    if rng.random() < 0.15 and isinstance(container, dict):
+        del container[key]
+    elif rng.random() < 0.15 and isinstance(container, dict):
+        container["unknown"] = placeholder
+    else:
+        container[key] = placeholder
+    text = json.dumps(metadata, separators=(",", ":"))
+    text = text.replace(json.dumps(placeholder), json_fragment(rng), 1)
+    return join_header(fixed, [*strings[:4], text.encode()], plan)
+
+
 def mutate(data: bytes, max_size: int, seed: int) -> bytes:
     import atheris
 
     rng = random.Random(seed)
-    mutated: bytes = atheris.Mutate(data, max_size)
-    if rng.random() < 0.8:
-        mutated = reframe(mutated, rng)
+    if rng.random() < 0.2:
+        mutated = mutate_metadata(data, rng)
+    else:
+        mutated = atheris.Mutate(data, max_size)
+        if rng.random() < 0.8:
+            mutated = reframe(mutated, rng)
     return mutated[:max_size]
 
 
@@ -306,6 +399,7 @@ def main(argv: list[str]) -> None:
         "-dict": str(DICTIONARY),
         "-timeout": "10",
         "-max_len": "65536",
+        "-len_control": "0",
         "-print_final_stats": "1",
         # Python keeps objects until exit by design; leaks are checked by the sanitizer suite.
         "-detect_leaks": "0",
