@@ -306,8 +306,8 @@ HostBuffer::HostBuffer(std::size_t bytes) : size_(bytes) {
   }
   if (!pageable_) {
     throw CudaError("cannot allocate " + std::to_string(bytes) +
-                        " bytes of host memory: pinned memory is unavailable (" +
-                        pinned_failure_ + ") and so is pageable memory",
+                        " bytes of host memory: pinned memory is unavailable (" + pinned_failure_ +
+                        ") and so is pageable memory",
                     status);
   }
 }
