@@ -11,10 +11,11 @@ rm -rf "$target/site"
 CC=gcc CXX=g++ python -m pip install --quiet --no-deps --target "$target/site" \
   -C cmake.define.TRTFAST_SANITIZE=address,undefined -C build-dir="$target/cmake" .
 module=$(echo "$target"/site/trtfast/_core.*.so)
-nm -D --undefined-only "$module" | grep -q __asan_report_load || {
+# (grep without -q reads all of nm's output: an early exit would fail the pipe.)
+if ! nm -D --undefined-only "$module" | grep __asan_report_load > /dev/null; then
   echo "sanitize: $module is not instrumented" >&2
   exit 1
-}
+fi
 
 # A Python extension cannot bring its own ASan runtime: the interpreter must start with it.
 # libstdc++ is preloaded too, so that ASan finds the __cxa_throw it intercepts (python itself
