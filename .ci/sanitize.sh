@@ -35,4 +35,6 @@ python - <<'PY'
 import trtfast
 assert "/build/sanitize/" in trtfast.__file__, trtfast.__file__
 PY
-python -m pytest -q -p no:cacheprovider
+# tests/test_leaks.py measures the Python heap with tracemalloc, whose accounting of raising
+# calls drifts under ASan's allocator with PYTHONMALLOC=malloc; the plain run checks it.
+python -m pytest -q -p no:cacheprovider --ignore=tests/test_leaks.py
