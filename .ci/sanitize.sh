@@ -35,6 +35,8 @@ python - <<'PY'
 import trtfast
 assert "/build/sanitize/" in trtfast.__file__, trtfast.__file__
 PY
+# --capture=sys: pytest leaves file descriptor 2 alone, so that a sanitizer report, written there
+# just before the process aborts, reaches the log.
 # tests/test_leaks.py measures the Python heap with tracemalloc, whose accounting of raising
 # calls drifts under ASan's allocator with PYTHONMALLOC=malloc; the plain run checks it.
-python -m pytest -q -p no:cacheprovider --ignore=tests/test_leaks.py
+python -m pytest -q -p no:cacheprovider --capture=sys --ignore=tests/test_leaks.py
