@@ -4,6 +4,7 @@ given and returns a plan made from the ONNX bytes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -200,6 +201,88 @@ def test_the_timing_cache_is_loaded_and_saved(tensorrt, tmp_path, model_path):
     assert timing.read_bytes() == b"entry\nentry\n"
 
 
+# --- caches that cannot be written: a warning, and the build result all the same ----------------
+
+
+def no_space_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the disk is full when a file is flushed."""
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_an_engine_cache_that_cannot_be_created_warns_and_returns_the_build(
+    tensorrt, tmp_path, model_path
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    output = tmp_path / "cnn.engine"
+    with pytest.warns(trtfast.CacheWarning, match=r"engine cache .*not-a-folder.*Not a directory"):
+        info = trtfast.build(
+            model_path, output=output, cache_dir=blocker / "engines", shapes=SHAPES, progress=False
+        )
+    assert info == engine_file.read_info(output)
+    with pytest.warns(trtfast.CacheWarning, match="returned without being cached"):
+        alone = trtfast.build(
+            model_path, cache_dir=blocker / "engines", shapes=SHAPES, progress=False
+        )
+    assert alone == info
+    assert len(tensorrt.calls) == 2
+
+
+def test_a_full_disk_under_the_engine_cache_warns_and_returns_the_build(
+    tensorrt, tmp_path, model_path, monkeypatch
+):
+    cache = tmp_path / "engines"
+    with monkeypatch.context() as full:
+        no_space_left(full)
+        with pytest.warns(trtfast.CacheWarning, match="No space left on device"):
+            info = trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert os.listdir(cache) == []  # nothing half-written
+    assert info.plan_size == len(tensorrt_plan(model_path))
+    assert info.plan_sha256 == hashlib.sha256(tensorrt_plan(model_path)).hexdigest()
+    # Space again: the next build stores the same engine.
+    assert trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False) == info
+    assert len(os.listdir(cache)) == 1
+
+
+def test_a_full_disk_under_the_output_raises_naming_it(tensorrt, tmp_path, model_path, monkeypatch):
+    output = tmp_path / "cnn.engine"
+    no_space_left(monkeypatch)
+    with pytest.raises(OSError, match=r"No space left on device: .*cnn\.engine") as raised:
+        trtfast.build(model_path, output=output, shapes=SHAPES, progress=False)
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(os.listdir(tmp_path)) == ["cnn.onnx"]
+
+
+def test_a_timing_cache_that_cannot_be_read_or_saved_warns(tensorrt, tmp_path, model_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    with pytest.warns(trtfast.CacheWarning) as caught:
+        info = trtfast.build(
+            model_path,
+            output=tmp_path / "e",
+            timing_cache=blocker / "cnn.timing",
+            shapes=SHAPES,
+            progress=False,
+        )
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == 2
+    assert (
+        messages[0].startswith("cannot read the timing cache") and "Building without" in messages[0]
+    )
+    assert messages[1].startswith("cannot save the timing cache")
+    assert tensorrt.calls[0]["options"]["timing_cache"] is None
+    assert info == engine_file.read_info(tmp_path / "e")
+
+
+def tensorrt_plan(model_path: Path) -> bytes:
+    """The plan the stand-in builder makes for a model."""
+    return b"plan:" + hashlib.sha256(model_path.read_bytes()).digest()
+
+
 def test_progress_callable_sees_every_phase_and_can_cancel(tensorrt, tmp_path, model_path):
     events: list[tuple[str, str, int, int]] = []
     trtfast.build(
@@ -238,7 +321,7 @@ def test_an_interrupted_build_writes_nothing(tensorrt, tmp_path, model_path):
             shapes=SHAPES,
             progress=False,
         )
-    assert sorted(os.listdir(tmp_path)) == ["cnn.onnx", "t.lock"]
+    assert os.listdir(tmp_path) == ["cnn.onnx"]
 
 
 def test_cli_build(tensorrt, tmp_path, model_path, capsys):

@@ -436,7 +436,15 @@ def test_encode_rejects_an_empty_plan() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"x": float("nan")}, {"x": {1: 2}}, {"x": {1, 2}}, {"x": b"bytes"}],
+    [
+        {"x": float("nan")},
+        {"x": {1: 2}},
+        {"x": {1, 2}},
+        {"x": b"bytes"},
+        {"x": "\ud800"},
+        {"\udfff": 1},
+        {"x": json.loads("[" * 40 + "]" * 40)},
+    ],
 )
 def test_build_options_must_be_json(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="build_options"):
@@ -456,6 +464,7 @@ def test_build_options_are_stored_as_they_read_back() -> None:
     [
         ({"dtype": "float64"}, "dtype"),
         ({"name": ""}, "name"),
+        ({"name": "in\ud800"}, "not valid Unicode text"),
         ({"shape": (1, -2)}, "below -1"),
         ({"shape": (1.0,)}, "ints"),
         ({"profiles": (((2,), (1,), (3,)),)}, "min <= opt <= max"),

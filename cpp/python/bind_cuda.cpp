@@ -3,6 +3,8 @@
 #include <pybind11/typing.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "bindings.hpp"
 #include "trtfast/cuda.hpp"
@@ -16,6 +18,17 @@ namespace {
 void* as_pointer(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
 
 std::uintptr_t as_address(const void* pointer) { return reinterpret_cast<std::uintptr_t>(pointer); }
+
+void warn_pageable(const cuda::HostBuffer& buffer) {
+  const std::string message =
+      "pinned host memory is unavailable (" + buffer.pinned_failure() + "); using " +
+      std::to_string(buffer.size()) +
+      " bytes of pageable memory instead: copies to and from the GPU are synchronous and slower";
+  const py::object category = py::module_::import("trtfast.errors").attr("PerformanceWarning");
+  if (PyErr_WarnEx(category.ptr(), message.c_str(), 1) != 0) {
+    throw py::error_already_set();
+  }
+}
 
 }  // namespace
 
@@ -88,6 +101,28 @@ void bind_cuda(py::module_& module) {
 
   m.def("allocation_count", &cuda::allocation_count,
         "cudaMalloc and cudaHostAlloc calls trtfast has made in this process.");
+  py::class_<cuda::HostBuffer>(
+      m, "HostBuffer",
+      "Host memory for staging copies: pinned when the system grants it, else pageable (with a "
+      "trtfast.PerformanceWarning); a writable buffer.",
+      py::buffer_protocol())
+      .def(py::init([](std::size_t nbytes) {
+             auto buffer = std::make_unique<cuda::HostBuffer>(nbytes);
+             if (!buffer->pinned()) {
+               warn_pageable(*buffer);
+             }
+             return buffer;
+           }),
+           py::arg("nbytes"))
+      .def_property_readonly("ptr", [](const cuda::HostBuffer& b) { return as_address(b.data()); })
+      .def_property_readonly("nbytes", &cuda::HostBuffer::size)
+      .def_property_readonly("pinned", &cuda::HostBuffer::pinned)
+      .def_property_readonly("pinned_failure", &cuda::HostBuffer::pinned_failure,
+                             "Why pinning failed, in CUDA's words; empty when pinned.")
+      .def_buffer([](cuda::HostBuffer& b) {
+        return py::buffer_info(b.data(), 1, py::format_descriptor<std::uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(b.size())}, {1});
+      });
 
   m.def(
       "copy_async",

@@ -300,6 +300,50 @@ void PinnedBuffer::reset() noexcept {
   size_ = 0;
 }
 
+// --- HostBuffer ----------------------------------------------------------------------------------
+
+HostBuffer::HostBuffer(std::size_t bytes) : size_(bytes) {
+  if (bytes == 0) {
+    return;
+  }
+  int status = 0;
+  try {
+    pinned_ = PinnedBuffer(bytes);
+    return;
+  } catch (const CudaError& error) {
+    pinned_failure_ = error.what();
+    status = error.code();
+  }
+  // Page-aligned, as pinned memory is, so that copies behave the same.
+  constexpr std::size_t kPage = 4096;
+  const std::size_t rounded = (bytes + kPage - 1) / kPage * kPage;
+  if (rounded >= bytes) {
+    pageable_.reset(std::aligned_alloc(kPage, rounded));
+  }
+  if (!pageable_) {
+    throw CudaError("cannot allocate " + std::to_string(bytes) +
+                        " bytes of host memory: pinned memory is unavailable (" + pinned_failure_ +
+                        ") and so is pageable memory",
+                    status);
+  }
+}
+
+HostBuffer::HostBuffer(HostBuffer&& other) noexcept
+    : pinned_(std::move(other.pinned_)),
+      pageable_(std::move(other.pageable_)),
+      size_(std::exchange(other.size_, 0)),
+      pinned_failure_(std::move(other.pinned_failure_)) {}
+
+HostBuffer& HostBuffer::operator=(HostBuffer&& other) noexcept {
+  if (this != &other) {
+    pinned_ = std::move(other.pinned_);
+    pageable_ = std::move(other.pageable_);
+    size_ = std::exchange(other.size_, 0);
+    pinned_failure_ = std::move(other.pinned_failure_);
+  }
+  return *this;
+}
+
 void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream) {
   if (bytes == 0) {
     return;

@@ -13,13 +13,16 @@ from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
     BuildError,
     BuildOptionError,
+    CacheWarning,
     CudaError,
     EngineCompatibilityError,
     EngineFormatError,
     InputError,
+    PerformanceWarning,
     ProfileError,
     TensorRTUnavailableError,
     TrtfastError,
+    TrtfastWarning,
 )
 from .parity import CompareResult, compare
 from .prepare import PrepareReport, prepare, prepare_with_report
@@ -47,6 +50,7 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 __all__ = [
     "BuildError",
     "BuildOptionError",
+    "CacheWarning",
     "CompareResult",
     "CudaError",
     "DeviceArray",
@@ -55,12 +59,14 @@ __all__ = [
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "PerformanceWarning",
     "PrepareReport",
     "ProfileError",
     "Session",
     "TensorRTUnavailableError",
     "TensorSpec",
     "TrtfastError",
+    "TrtfastWarning",
     "__version__",
     "build",
     "build_info",

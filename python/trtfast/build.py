@@ -8,22 +8,28 @@ every file is written whole or not at all.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import sys
-import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
+from ._files import atomic_write
 from ._library import tensorrt_library
-from .errors import BuildError, BuildOptionError, EngineFormatError, TensorRTUnavailableError
+from .errors import (
+    BuildError,
+    BuildOptionError,
+    CacheWarning,
+    EngineFormatError,
+    TensorRTUnavailableError,
+)
 from .prepare import (
     PREPARE_MODES,
     Precision,
@@ -216,28 +222,12 @@ def _file_sha256(path: str) -> str:
 # Files written whole or not at all
 
 
-def atomic_write(path: PathArgument, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``: readers
-    see the old file or the new one, never part of one, even if the writer is interrupted."""
-    target = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 class TimingCacheFile:
     """A TensorRT timing cache on disk, shared by builds in several processes.
 
-    Loading and saving hold a lock file beside the cache; saving merges what other builds
-    wrote since this one loaded, then replaces the file atomically.
+    Saving holds a lock file beside the cache, merges what other builds wrote since this one
+    loaded, then replaces the file atomically. Loading needs no lock: the file is only ever
+    replaced whole. Both raise OSError where the file cannot be read or written.
     """
 
     def __init__(self, path: PathArgument) -> None:
@@ -254,9 +244,10 @@ class TimingCacheFile:
         return filelock.FileLock(str(self.lock_path))
 
     def load(self) -> bytes | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock():
-            return self.path.read_bytes() if self.path.exists() else None
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     def save(
         self,
@@ -523,7 +514,7 @@ def build_with(
 
     try:
         # Imported when a build runs, so the rest of this module works without it.
-        from .engine_file import read_info, write
+        from .engine_file import encode, read_info, write
 
         cached = None
         if cache_folder is not None:
@@ -544,7 +535,7 @@ def build_with(
                 return info
 
         reporter.step(_PHASE, 0, _STEPS)
-        loaded_cache = timing.load() if timing is not None else None
+        loaded_cache = _load_timing_cache(timing) if timing is not None else None
 
         def build_plan(prepared: PreparedModel | None) -> dict[str, Any]:
             source = (
@@ -572,7 +563,8 @@ def build_with(
             loaded, options, builder.tensorrt_version, build_plan
         )
         if timing is not None and result.get("timing_cache"):
-            timing.save(
+            _save_timing_cache(
+                timing,
                 bytes(result["timing_cache"]),
                 loaded_cache,
                 lambda theirs, ours: builder.combine_timing_caches([theirs, ours], options.device),
@@ -590,13 +582,14 @@ def build_with(
         )
         plan = bytes(result["plan"])
         written = []
-        for path in (cached, output_path):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write(path, info, plan)
-                written.append(path)
+        if cached is not None and _store_in_cache(cached, info, plan):
+            written.append(cached)
+        if output_path is not None:
+            write(output_path, info, plan)
+            written.append(output_path)
         reporter.step(_PHASE, 3, _STEPS)
-        return read_info(written[0])
+        # The engine as its file describes it; built in memory when no file could be written.
+        return read_info(written[0] if written else encode(info, plan))
     finally:
         reporter.close()
 
@@ -721,6 +714,50 @@ def _cache_lookup(path: Path) -> tuple[EngineInfo, bytes] | None:
         logger.warning("ignoring unreadable engine cache entry %s: %s", path, error)
         return None
     return info, bytes(plan)
+
+
+# The engine cache and the timing cache only save time: one that cannot be read or written
+# (read-only or full disk, a file where a folder should be) costs a warning, never the build.
+
+
+def _store_in_cache(path: Path, info: EngineInfo, plan: bytes) -> bool:
+    from .engine_file import write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path, info, plan)
+    except OSError as error:
+        _cache_warning(
+            f"cannot store the engine in the engine cache {str(path.parent)!r}: {error}. "
+            "The build result is returned without being cached."
+        )
+        return False
+    return True
+
+
+def _load_timing_cache(timing: TimingCacheFile) -> bytes | None:
+    try:
+        return timing.load()
+    except OSError as error:
+        _cache_warning(f"cannot read the timing cache: {error}. Building without it.")
+        return None
+
+
+def _save_timing_cache(
+    timing: TimingCacheFile,
+    cache: bytes,
+    loaded: bytes | None,
+    merge: Callable[[bytes, bytes], bytes],
+) -> None:
+    try:
+        timing.save(cache, loaded, merge)
+    except OSError as error:
+        _cache_warning(f"cannot save the timing cache: {error}. This build's timings are not kept.")
+
+
+def _cache_warning(message: str) -> None:
+    # stacklevel 4: the caller of build(), through build() and the helper that failed.
+    warnings.warn(message, CacheWarning, stacklevel=4)
 
 
 def _engine_info(

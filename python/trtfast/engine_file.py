@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _core
+from ._files import atomic_write
 from .errors import EngineFormatError
 
 _native = _core.engine_file
@@ -65,9 +65,19 @@ def _shape(value: Any, what: str) -> Shape:
     return shape
 
 
-def _check_json(value: Any, where: str) -> None:
+#: How deeply build options may nest: far beyond any real option, and shallow enough that
+#: copying, comparing and writing them never exhausts Python's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+def _check_json(value: Any, where: str, depth: int = 0) -> None:
     """Only values that survive a JSON round trip unchanged (tuples read back as lists)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -75,15 +85,24 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_json(item, f"{where}[{index}]")
+            _check_json(item, f"{where}[{index}]", depth + 1)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{where} has the key {key!r}; JSON keys must be str")
-            _check_json(item, f"{where}[{key!r}]")
+            _check_text(key, f"{where} key")
+            _check_json(item, f"{where}[{key!r}]", depth + 1)
         return
     raise ValueError(f"{where} is a {type(value).__name__}, which JSON cannot hold")
+
+
+def _check_text(value: str, where: str) -> None:
+    # A lone surrogate (JSON's "\ud800") is a str that no UTF-8 file can hold.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} {value!r} is not valid Unicode text") from None
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,7 @@ class TensorSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a tensor name must be a non-empty str, not {self.name!r}")
+        _check_text(self.name, "the tensor name")
         if self.dtype not in DTYPES:
             raise ValueError(
                 f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {sorted(DTYPES)}"
@@ -361,37 +381,17 @@ def encode(info: EngineInfo, plan: bytes) -> bytes:
     return b"".join((_header(info, plan), plan))
 
 
-def _write_atomically(path: str | os.PathLike[str], parts: Iterable[bytes]) -> None:
-    # A temporary file beside the target, renamed over it: readers see the old file or the new
-    # one, never a partial one. Created with 0o666 so that the umask applies as for open().
-    target = os.fspath(path)
-    temporary = f"{target}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "wb") as file:
-            for part in parts:
-                file.write(part)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write(path: str | os.PathLike[str], info: EngineInfo, plan: bytes) -> None:
-    """Write an engine file atomically (a temporary file, then a rename over `path`)."""
+    """Write an engine file atomically (a temporary file flushed to the disk, then a rename over
+    `path`). A failure raises the OSError naming `path` and leaves no partial file."""
     header = _header(info, plan)
-    _write_atomically(path, (header, plan))
+    atomic_write(path, header, plan)
 
 
 def export_plan(source: Source, output_path: str | os.PathLike[str]) -> None:
     """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it."""
     _, plan = read(source)
-    _write_atomically(output_path, (plan,))
+    atomic_write(output_path, plan)
 
 
 # --- describing --------------------------------------------------------------------------------

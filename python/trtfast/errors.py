@@ -47,14 +47,29 @@ class CudaError(TrtfastError):
     code: int = -1
 
 
+class TrtfastWarning(UserWarning):
+    """Base class of trtfast's warnings: something went wrong and trtfast went on without it."""
+
+
+class CacheWarning(TrtfastWarning):
+    """An engine or timing cache could not be read or written; the work went on without it."""
+
+
+class PerformanceWarning(TrtfastWarning):
+    """trtfast fell back to a slower way, such as pageable instead of pinned host memory."""
+
+
 __all__ = [
     "BuildError",
     "BuildOptionError",
+    "CacheWarning",
     "CudaError",
     "EngineCompatibilityError",
     "EngineFormatError",
     "InputError",
+    "PerformanceWarning",
     "ProfileError",
     "TensorRTUnavailableError",
     "TrtfastError",
+    "TrtfastWarning",
 ]

@@ -64,7 +64,7 @@ def model(name: str) -> onnx.ModelProto:
 def path(name: str, folder: str | os.PathLike[str] | None = None) -> Path:
     """The .onnx file of the bundled model ``name`` in ``folder`` (default: ``cache_dir() /
     "models"``), written there when it is missing or differs from the model trtfast makes."""
-    from .build import atomic_write
+    from ._files import atomic_write
 
     data = model(name).SerializeToString()
     target = Path(folder) if folder is not None else cache_dir() / "models"

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -159,6 +161,37 @@ class PinnedBuffer {
   void reset() noexcept;
   void* data_ = nullptr;
   std::size_t size_ = 0;
+};
+
+// Host memory for staging copies: pinned when the system grants it, else ordinary pageable
+// memory. Pinning fails when the system runs out of memory it can lock (or has no usable GPU);
+// a service then runs on, slower, instead of failing. Pageable memory still copies correctly,
+// but synchronously, and a CUDA graph cannot capture copies from it: check pinned().
+class HostBuffer {
+ public:
+  HostBuffer() noexcept = default;
+  // Throws CudaError naming the bytes asked for when neither kind of memory can be had.
+  explicit HostBuffer(std::size_t bytes);
+  HostBuffer(HostBuffer&& other) noexcept;
+  HostBuffer& operator=(HostBuffer&& other) noexcept;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  ~HostBuffer() = default;
+
+  void* data() const noexcept { return pageable_ ? pageable_.get() : pinned_.data(); }
+  std::size_t size() const noexcept { return size_; }
+  bool pinned() const noexcept { return !pageable_; }
+  // Why pinning failed, in CUDA's words; empty when pinned.
+  const std::string& pinned_failure() const noexcept { return pinned_failure_; }
+
+ private:
+  struct Free {
+    void operator()(void* pointer) const noexcept { std::free(pointer); }
+  };
+  PinnedBuffer pinned_;
+  std::unique_ptr<void, Free> pageable_;
+  std::size_t size_ = 0;
+  std::string pinned_failure_;
 };
 
 void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream);

@@ -3,7 +3,7 @@ RAII wrappers over the CUDA runtime.
 """
 from __future__ import annotations
 import typing
-__all__: list[str] = ['DeviceBuffer', 'Event', 'PinnedBuffer', 'Stream', 'allocation_count', 'copy_async', 'device_count', 'devices', 'driver_version', 'memory_info', 'runtime_version', 'unavailable_reason']
+__all__: list[str] = ['DeviceBuffer', 'Event', 'HostBuffer', 'PinnedBuffer', 'Stream', 'allocation_count', 'copy_async', 'device_count', 'devices', 'driver_version', 'memory_info', 'runtime_version', 'unavailable_reason']
 class Stream:
     """
     An owned CUDA stream, non-blocking to the legacy stream.
@@ -58,6 +58,26 @@ class PinnedBuffer:
     @property
     def nbytes(self) -> int:
         ...
+    @property
+    def ptr(self) -> int:
+        ...
+class HostBuffer:
+    """
+    Host memory for staging copies: pinned when the system grants it, else pageable (with a trtfast.PerformanceWarning); a writable buffer.
+    """
+    def __init__(self, nbytes: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def nbytes(self) -> int:
+        ...
+    @property
+    def pinned(self) -> bool:
+        ...
+    @property
+    def pinned_failure(self) -> str:
+        """
+        Why pinning failed, in CUDA's words; empty when pinned.
+        """
     @property
     def ptr(self) -> int:
         ...
