@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib.util
 import logging
 import os
 import sys
@@ -28,6 +29,12 @@ build_module = sys.modules["trtfast.build"]
 
 SHAPES = {"images": ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))}
 _DTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.INT64: "int64"}
+
+needs_prepare_extra = pytest.mark.skipif(
+    importlib.util.find_spec("onnx_graphsurgeon") is None
+    or importlib.util.find_spec("onnxruntime") is None,
+    reason="constant folding needs the prepare extra (onnx-graphsurgeon, onnxruntime)",
+)
 
 
 class StandInTensorRT:
@@ -360,6 +367,7 @@ def test_a_model_the_parser_takes_is_built_as_given(tensorrt, tmp_path, model_pa
     assert info.build_options["prepare"] == {"mode": "auto", "applied": False}
 
 
+@needs_prepare_extra
 def test_a_refused_model_is_prepared_and_built_again(tensorrt, tmp_path, caplog):
     model = prepare_zoo.legacy_cnn()
     with caplog.at_level(logging.WARNING, logger="trtfast.build"):
@@ -380,6 +388,7 @@ def test_a_refused_model_is_prepared_and_built_again(tensorrt, tmp_path, caplog)
     assert [spec.name for spec in info.inputs] == ["x"]
 
 
+@needs_prepare_extra
 @pytest.mark.parametrize("from_path", [True, False])
 def test_a_refused_model_is_prepared_from_the_model_as_given_then_converted(
     tensorrt, tmp_path, from_path
@@ -411,6 +420,7 @@ def test_a_refused_model_is_prepared_from_the_model_as_given_then_converted(
     )
 
 
+@needs_prepare_extra
 def test_folding_removes_a_constant_subgraph_the_parser_refuses(tensorrt, tmp_path):
     tensorrt.refused_ops = {"NonZero"}
     info = trtfast.build(

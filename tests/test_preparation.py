@@ -4,6 +4,7 @@ on the same random inputs (exactly for integers)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +26,12 @@ from trtfast.prepare import load, parser_opsets, prepare_model, prepare_with_rep
 TENSORRT = "11.4.0"  # a parser importing opsets 9 to 24
 ZOO = {model.name: model for model in prepare_zoo.ZOO}
 prepare_module = sys.modules["trtfast.prepare"]
+
+needs_prepare_extra = pytest.mark.skipif(
+    importlib.util.find_spec("onnx_graphsurgeon") is None
+    or importlib.util.find_spec("onnxruntime") is None,
+    reason="constant folding needs the prepare extra (onnx-graphsurgeon, onnxruntime)",
+)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -183,6 +190,7 @@ def test_a_conversion_the_converter_cannot_do_keeps_the_opset_unless_asked_for(c
         trtfast.prepare(model, opset=17)
 
 
+@needs_prepare_extra
 def test_constant_subgraphs_are_folded():
     prepared, report = prepare_with_report(ZOO["constant_subgraph"].make())
     assert op_types(prepared) == ["Add", "Mul", "Add"]
@@ -200,6 +208,7 @@ def test_constant_subgraphs_are_folded():
     np.testing.assert_allclose(encoding, np.sin(np.arange(8, dtype=np.float32) * 0.25), rtol=1e-6)
 
 
+@needs_prepare_extra
 def test_static_shape_chains_fold_and_dynamic_ones_get_symbolic_shapes():
     static, report = prepare_with_report(ZOO["shape_chain_static"].make())
     assert op_types(static) == ["Reshape", "MatMul"]
@@ -380,6 +389,7 @@ def test_a_parser_input_too_large_for_one_message_goes_through_a_folder(monkeypa
     assert not os.path.exists(folder)
 
 
+@needs_prepare_extra
 def test_peak_memory_does_not_grow_with_external_weights(tmp_path):
     """The script prepares a model with 256 MiB of external weights and one with 1 MiB, and
     reports each process's peak resident memory (see its docstring)."""

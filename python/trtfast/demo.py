@@ -44,11 +44,19 @@ def main(
     if chosen is None:
         from . import doctor
 
+        report = doctor.examine()
         print(
-            "trtfast demo: TensorRT cannot run on this machine; `trtfast doctor` says:",
+            "trtfast demo: building the bundled model needs the full TensorRT library and a GPU; "
+            "`trtfast doctor` says:",
             file=sys.stderr,
         )
-        print(doctor.examine().render(), file=sys.stderr)
+        print(report.render(), file=sys.stderr)
+        if report.ok:  # the lean runtime runs engines but cannot build them
+            print(
+                "not ready: only the lean TensorRT runtime is installed, which cannot build "
+                "engines; install the full library: pip install tensorrt-cu13",
+                file=sys.stderr,
+            )
         return 1
     label, build = chosen
     try:
