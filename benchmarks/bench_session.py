@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import sys
 import time
 from collections.abc import Callable
@@ -34,32 +33,12 @@ from typing import Any
 import numpy as np
 
 from trtfast import Engine, _core
+from trtfast.bench import DeviceCopy, measure
 
 GOAL_RATIO = 1.15
 GOAL_ENTRY_US = 2.0
 
 Sampler = Callable[[int, int], np.ndarray]  # (iterations, warmup) -> latencies in us
-
-
-class CudaArray:
-    """Device memory behind __cuda_array_interface__, for machines without torch."""
-
-    def __init__(self, host: np.ndarray) -> None:
-        self.buffer = _core.cuda.DeviceBuffer(host.nbytes)
-        self.shape = host.shape
-        stream = _core.cuda.Stream()
-        _core.cuda.copy_async(self.buffer.ptr, host.ctypes.data, host.nbytes, stream)
-        stream.synchronize()
-
-    @property
-    def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {
-            "shape": self.shape,
-            "typestr": "<f4",
-            "data": (self.buffer.ptr, False),
-            "strides": None,
-            "version": 3,
-        }
 
 
 def device_input(host: np.ndarray, use_torch: bool) -> tuple[Any, str]:
@@ -71,23 +50,7 @@ def device_input(host: np.ndarray, use_torch: bool) -> tuple[Any, str]:
         else:
             if torch.cuda.is_available():
                 return torch.from_numpy(host).cuda(), "torch"
-    return CudaArray(host), "__cuda_array_interface__"
-
-
-def measure(call: Callable[[], object], iterations: int, warmup: int) -> np.ndarray:
-    for _ in range(warmup):
-        call()
-    samples = np.empty(iterations)
-    clock = time.perf_counter_ns
-    gc.disable()
-    try:
-        for i in range(iterations):
-            start = clock()
-            call()
-            samples[i] = clock() - start
-    finally:
-        gc.enable()
-    return samples / 1000.0
+    return DeviceCopy(host), "__cuda_array_interface__"
 
 
 def python_sampler(call: Callable[[], object]) -> Sampler:

@@ -14,6 +14,7 @@ import pytest
 
 import trtfast
 from trtfast import _core
+from trtfast.bench import DeviceCopy
 
 pytestmark = pytest.mark.gpu
 
@@ -39,28 +40,6 @@ def affine(x: np.ndarray) -> np.ndarray:
 
 def random_x(batch: int, seed: int = 0, features: int = 4) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, features), dtype=np.float32)
-
-
-class CudaArray:
-    """Device memory behind __cuda_array_interface__ alone: a device array without torch/cupy."""
-
-    def __init__(self, host: np.ndarray) -> None:
-        host = np.ascontiguousarray(host, dtype=np.float32)
-        self.buffer = _core.cuda.DeviceBuffer(max(host.nbytes, 1))
-        self.shape = host.shape
-        stream = _core.cuda.Stream()
-        _core.cuda.copy_async(self.buffer.ptr, host.ctypes.data, host.nbytes, stream)
-        stream.synchronize()
-
-    @property
-    def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {
-            "shape": self.shape,
-            "typestr": "<f4",
-            "data": (self.buffer.ptr, False),
-            "strides": None,
-            "version": 3,
-        }
 
 
 def make_engine(**options: Any) -> trtfast.Engine:
@@ -306,7 +285,7 @@ def test_zero_size_tensors() -> None:
                 y = session(x=np.zeros((0, 4), np.float32))["y"]
                 assert y.shape == (0, 4)
                 assert y.dtype == np.float32
-            device = session(x=CudaArray(np.zeros((0, 4), np.float32)))["y"]
+            device = session(x=DeviceCopy(np.zeros((0, 4), np.float32)))["y"]
             assert isinstance(device, trtfast.DeviceArray)
             assert device.shape == (0, 4)
             assert device.numpy().shape == (0, 4)
@@ -340,7 +319,7 @@ def test_data_dependent_output_shape() -> None:
             host = session(x=x)["values"]
             assert isinstance(host, np.ndarray)
             np.testing.assert_array_equal(host, expected)
-            device = session(x=CudaArray(x))["values"]
+            device = session(x=DeviceCopy(x))["values"]
             assert isinstance(device, trtfast.DeviceArray)
             assert device.shape == expected.shape
             np.testing.assert_array_equal(device.numpy(), expected)
@@ -355,7 +334,7 @@ def test_data_dependent_output_shape() -> None:
 
 def test_device_arrays_in_and_out_without_torch_or_cupy(engine: trtfast.Engine) -> None:
     x = random_x(5)
-    device_x = CudaArray(x)
+    device_x = DeviceCopy(x)
     with engine.session() as session:
         allocations = _core.cuda.allocation_count()
         y = session(x=device_x)["y"]
@@ -386,9 +365,9 @@ def test_device_arrays_in_and_out_without_torch_or_cupy(engine: trtfast.Engine) 
 def test_device_results_are_not_overwritten_by_later_calls(engine: trtfast.Engine) -> None:
     with engine.session() as session:
         x1, x2, x3 = (random_x(4, seed=s) for s in (1, 2, 3))
-        y1 = session(x=CudaArray(x1))["y"]
-        y2 = session(x=CudaArray(x2))["y"]
-        y3 = session(x=CudaArray(x3))["y"]
+        y1 = session(x=DeviceCopy(x1))["y"]
+        y2 = session(x=DeviceCopy(x2))["y"]
+        y3 = session(x=DeviceCopy(x3))["y"]
         assert len({y1.ptr, y2.ptr, y3.ptr}) == 3
         for y, x in ((y1, x1), (y2, x2), (y3, x3)):
             np.testing.assert_array_equal(y.numpy(), affine(x))
@@ -396,7 +375,7 @@ def test_device_results_are_not_overwritten_by_later_calls(engine: trtfast.Engin
 
 def test_no_allocation_after_warm_up(engine: trtfast.Engine) -> None:
     host = random_x(8)
-    device = CudaArray(host)
+    device = DeviceCopy(host)
     with engine.session() as session:
         result = None
         for _ in range(3):
