@@ -99,6 +99,14 @@ def test_a_build_process_that_dies_is_a_build_error(behaviour: str, ending: str)
         build(behaviour)
 
 
+def test_a_build_process_that_cannot_start_is_a_build_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(BuildError, match="cannot start the build process with '/nonexistent"):
+        build("echo")
+
+
 def _pid_of_long_build(phase: str) -> int:
     return int(phase.removeprefix("pid "))
 

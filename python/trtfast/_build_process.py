@@ -60,6 +60,9 @@ def build_plan(
     ours, theirs = socket.socketpair()
     try:
         child = _start(theirs)
+    except BaseException:
+        ours.close()
+        raise
     finally:
         theirs.close()
     channel = _Channel(ours)
@@ -91,11 +94,18 @@ def build_plan(
 
 
 def _start(channel: socket.socket) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _BOOT, str(channel.fileno()), json.dumps(sys.path)],
-        pass_fds=(channel.fileno(),),
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        if not sys.executable:
+            raise OSError("this interpreter does not know its executable (sys.executable)")
+        return subprocess.Popen(
+            [sys.executable, "-c", _BOOT, str(channel.fileno()), json.dumps(sys.path)],
+            pass_fds=(channel.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError as error:
+        raise BuildError(
+            f"cannot start the build process with {sys.executable!r}: {error}"
+        ) from error
 
 
 def _reap(child: subprocess.Popen[bytes]) -> None:
