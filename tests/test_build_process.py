@@ -92,7 +92,7 @@ def test_an_error_that_does_not_pickle_arrives_as_a_build_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "ending"), [("crash", "killed by SIGSEGV"), ("exit_quietly", "exit status 7")]
+    ("behaviour", "ending"), [("crash", "killed by SIGABRT"), ("exit_quietly", "exit status 7")]
 )
 def test_a_build_process_that_dies_is_a_build_error(behaviour: str, ending: str) -> None:
     with pytest.raises(BuildError, match=f"the build process ended unexpectedly \\({ending}\\)"):
