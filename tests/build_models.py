@@ -124,3 +124,22 @@ def two_inputs() -> onnx.ModelProto:
         ],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4])],
     )
+
+
+def deep_mlp(depth: int, width: int = 32) -> onnx.ModelProto:
+    """MatMul + Relu repeated ``depth`` times: slow to build (TensorRT-RTX spends over ten
+    seconds of a CPU on 1500 layers, mostly in one phase without progress), quick to write."""
+    nodes, initializers = [], []
+    previous = "x"
+    for index in range(depth):
+        initializers.append(_weights(f"w{index}", [width, width], index, 0.05))
+        nodes.append(helper.make_node("MatMul", [previous, f"w{index}"], [f"m{index}"]))
+        output = "y" if index == depth - 1 else f"r{index}"
+        nodes.append(helper.make_node("Relu", [f"m{index}"], [output]))
+        previous = output
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])],
+        initializers,
+    )

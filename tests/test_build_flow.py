@@ -108,6 +108,10 @@ def tensorrt(monkeypatch: pytest.MonkeyPatch) -> StandInTensorRT:
     monkeypatch.setattr(build_module, "tensorrt_library", lambda: stand_in)
     monkeypatch.setattr(build_module, "_gpu", lambda device: gpu)
     monkeypatch.setattr(build_module._core, "build_plan", stand_in.build_plan, raising=False)
+    # A build's TensorRT step runs in a child process, which would not see the stand-in.
+    monkeypatch.setattr(
+        build_module, "_core_plan_builder", lambda options: build_module._core_builder_here()
+    )
     return stand_in
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _core
+from . import _build_process, _core
 from ._files import atomic_write
 from ._library import tensorrt_library
 from .errors import (
@@ -369,8 +369,35 @@ class PlanBuilder(Protocol):
         ...
 
 
+class ChildProcessPlanBuilder:
+    """A PlanBuilder whose TensorRT step runs in a child process (see ``_build_process``): Ctrl-C
+    stops a build at once, and a crash inside TensorRT is a BuildError, not the caller's end.
+
+    ``make`` creates the builder, here for what the build asks first and in the child for the
+    step; it must pickle (a module-level function or a ``functools.partial`` of one).
+    """
+
+    def __init__(self, make: Callable[[], PlanBuilder]) -> None:
+        self.make = make
+        self.local = make()
+        self.edition = self.local.edition
+        self.tensorrt_version = self.local.tensorrt_version
+        self.strongly_typed = self.local.strongly_typed
+
+    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+        return self.local.target(device)
+
+    def build_plan(
+        self, onnx: bytes, options: dict[str, Any], progress: Callable[[str, str, int, int], bool]
+    ) -> dict[str, Any]:
+        return _build_process.build_plan(self.make, onnx, options, progress)
+
+    def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
+        return self.local.combine_timing_caches(caches, device)
+
+
 class _CorePlanBuilder:
-    """TensorRT through trtfast's C++ core."""
+    """TensorRT through trtfast's C++ core, in this process."""
 
     edition = "standard"
 
@@ -391,8 +418,12 @@ class _CorePlanBuilder:
         return bytes(_core.combine_timing_caches(self.library, list(caches), device))
 
 
-def _core_plan_builder(options: BuildOptions) -> PlanBuilder:
+def _core_builder_here() -> PlanBuilder:
     return _CorePlanBuilder(_full_library())
+
+
+def _core_plan_builder(options: BuildOptions) -> PlanBuilder:
+    return ChildProcessPlanBuilder(_core_builder_here)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,6 +474,9 @@ def build(
         shape inference) and tries again, saying so in the log; "always" prepares first;
         "never" builds only the model as given. The engine's build options record what
         preparation did under "prepare".
+
+    TensorRT's step runs in a child process: Ctrl-C raises KeyboardInterrupt at once with
+    nothing written, and a crash inside TensorRT is a BuildError.
     """
     return build_with(
         _core_plan_builder,

@@ -38,7 +38,8 @@ def _add_build_parser(commands: Any) -> None:
         "build",
         help="build a TensorRT engine from an ONNX model",
         description="Build a TensorRT engine from an ONNX model and write it as an engine file.",
-        epilog="Exit status: 0 built, 1 the build failed, 2 invalid arguments.",
+        epilog="Exit status: 0 built, 1 the build failed, 2 invalid arguments, 130 interrupted "
+        "(nothing written).",
     )
     build.add_argument("model", help="the .onnx file (external weights beside it are found)")
     build.add_argument("-o", "--output", help="engine file to write")

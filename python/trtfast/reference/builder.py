@@ -8,6 +8,7 @@ config, as a Python program using TensorRT writes them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..build import (
     BuildOptions,
+    ChildProcessPlanBuilder,
     PathArgument,
     PlanBuilder,
     ProgressCallback,
@@ -221,7 +223,7 @@ class PythonPlanBuilder:
 
 
 def _plan_builder(edition: str) -> Callable[[BuildOptions], PlanBuilder]:
-    return lambda options: PythonPlanBuilder(edition)
+    return lambda options: ChildProcessPlanBuilder(functools.partial(PythonPlanBuilder, edition))
 
 
 def _parse(parser: Any, onnx: bytes, model_dir: str | None, errors: list[str]) -> None:

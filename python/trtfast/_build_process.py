@@ -1,0 +1,250 @@
+"""The TensorRT step of a build, run in a child process.
+
+TensorRT's builder spends seconds to hours in native code, some phases without a single
+progress callback; a Ctrl-C in there would wait for the build's end (TensorRT swallows what its
+callbacks raise), and a crash inside TensorRT would end the caller's process. In a child the
+caller stays in Python: Ctrl-C, or an exception from the progress callback, kills the child at
+once and is raised; a crash of the child is a BuildError; and since files are written only from
+a finished result, nothing is half-written.
+
+The child is a fresh interpreter (``sys.executable``), not a fork: CUDA does not survive a fork,
+and multiprocessing's spawn would run the caller's ``__main__`` again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import BuildError
+
+if TYPE_CHECKING:
+    from .build import PlanBuilder
+
+Progress = Callable[[str, str, int, int], bool]
+
+_HEADER = struct.Struct("<Q")
+# Ctrl-C at a terminal reaches the whole foreground process group; the parent decides.
+# The parent's import path comes first, so that the child imports the same trtfast.
+_BOOT = (
+    "import json, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "sys.path[:0] = json.loads(sys.argv[2]); "
+    "from trtfast._build_process import serve; serve(int(sys.argv[1]))"
+)
+
+
+def build_plan(
+    make_builder: Callable[[], PlanBuilder],
+    onnx: bytes,
+    options: dict[str, Any],
+    progress: Progress,
+) -> dict[str, Any]:
+    """``make_builder().build_plan(onnx, options, progress)`` in a child process.
+
+    ``make_builder`` must pickle (a module-level function or a ``functools.partial`` of one).
+    Progress events and the records of the ``trtfast`` loggers come back as they happen;
+    ``progress`` runs here, and its answer goes back to the build.
+    """
+    ours, theirs = socket.socketpair()
+    try:
+        child = _start(theirs)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    channel = _Channel(ours)
+    try:
+        channel.send(("build", make_builder, onnx, options, _logging_levels()))
+        while True:
+            message = channel.receive()
+            if message is None:
+                raise BuildError(f"the build process ended unexpectedly ({_ending(child)})")
+            kind = message[0]
+            if kind == "progress":
+                channel.send(bool(progress(*message[1:])))
+            elif kind == "log":
+                _, name, level, text = message
+                logging.getLogger(name).log(level, "%s", text)
+            elif kind == "result":
+                result: dict[str, Any] = message[1]
+                return result
+            else:  # "error"
+                error: BaseException = message[1]
+                raise error
+    except BaseException:
+        with contextlib.suppress(OSError):
+            child.kill()
+        raise
+    finally:
+        ours.close()
+        _reap(child)
+
+
+def _start(channel: socket.socket) -> subprocess.Popen[bytes]:
+    try:
+        if not sys.executable:
+            raise OSError("this interpreter does not know its executable (sys.executable)")
+        return subprocess.Popen(
+            [sys.executable, "-c", _BOOT, str(channel.fileno()), json.dumps(sys.path)],
+            pass_fds=(channel.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError as error:
+        raise BuildError(
+            f"cannot start the build process with {sys.executable!r}: {error}"
+        ) from error
+
+
+def _reap(child: subprocess.Popen[bytes]) -> None:
+    # A killed child's teardown (its CUDA context, TensorRT's memory) can take a while; the
+    # caller need not wait for it.
+    if child.poll() is None:
+        threading.Thread(target=child.wait, name="trtfast-build-reaper", daemon=True).start()
+
+
+def _ending(child: subprocess.Popen[bytes]) -> str:
+    try:
+        code = child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        return "it closed its end and kept running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def _logging_levels() -> dict[str, int]:
+    """The levels the child's ``trtfast`` loggers need to send what this process would log."""
+    names = ["trtfast"] + [
+        name
+        for name, entry in logging.Logger.manager.loggerDict.items()
+        if name.startswith("trtfast.") and isinstance(entry, logging.Logger)
+    ]
+    return {name: logging.getLogger(name).getEffectiveLevel() for name in names}
+
+
+class _Channel:
+    """Messages over a socket: a length, then a pickle. Safe to send from several threads."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.sending = threading.Lock()
+        self.asking = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self.sending:
+            self.connection.sendall(_HEADER.pack(len(data)))
+            self.connection.sendall(data)
+
+    def receive(self) -> Any:
+        """The next message; None once the other end has closed."""
+        header = self._read(_HEADER.size)
+        if header is None:
+            return None
+        data = self._read(_HEADER.unpack(header)[0])
+        return None if data is None else pickle.loads(data)
+
+    def ask(self, message: Any) -> Any:
+        """Send ``message`` and return the answer to it."""
+        with self.asking:
+            self.send(message)
+            return self.receive()
+
+    def _read(self, size: int) -> bytearray | None:
+        data = bytearray(size)
+        view = memoryview(data)
+        done = 0
+        while done < size:
+            count = self.connection.recv_into(view[done:])
+            if count == 0:
+                return None
+            done += count
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The child
+
+
+def serve(descriptor: int) -> None:
+    """The child's main: one build request in; its events, then its result, out."""
+    _end_with_parent()
+    with socket.socket(fileno=descriptor) as connection:
+        channel = _Channel(connection)
+        message = channel.receive()
+        if message is None:
+            return
+        _, make_builder, onnx, options, levels = message
+
+        def progress(event: str, phase: str, step: int, total: int) -> bool:
+            return bool(channel.ask(("progress", event, phase, step, total)))
+
+        with _forwarding_logs(channel, levels):
+            try:
+                result = make_builder().build_plan(onnx, options, progress)
+            except BaseException as error:  # every failure goes to the parent
+                channel.send(("error", _portable(error)))
+            else:
+                channel.send(("result", result))
+
+
+def _end_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies: an orphaned build would hold a
+    GPU and CPU for nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
+
+
+class _Forward(logging.Handler):
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.channel.send(("log", record.name, record.levelno, record.getMessage()))
+
+
+@contextlib.contextmanager
+def _forwarding_logs(channel: _Channel, levels: dict[str, int]) -> Iterator[None]:
+    root = logging.getLogger("trtfast")
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    handler = _Forward(channel)
+    root.addHandler(handler)
+    root.propagate = False  # the parent's handlers print; the child's would print twice
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` as the parent can unpickle it, with the child's traceback as a note."""
+    where = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        portable: BaseException = pickle.loads(pickle.dumps(error))
+    except Exception:  # one that does not pickle still gets through
+        portable = BuildError(f"{type(error).__name__}: {error}")
+    if hasattr(portable, "add_note"):
+        portable.add_note(f"raised in the build process:\n{where.rstrip()}")
+    return portable
