@@ -67,30 +67,37 @@ def build_plan(
         theirs.close()
     channel = _Channel(ours)
     try:
-        channel.send(("build", make_builder, onnx, options, _logging_levels()))
-        while True:
-            message = channel.receive()
-            if message is None:
-                raise BuildError(f"the build process ended unexpectedly ({_ending(child)})")
-            kind = message[0]
-            if kind == "progress":
-                channel.send(bool(progress(*message[1:])))
-            elif kind == "log":
-                _, name, level, text = message
-                logging.getLogger(name).log(level, "%s", text)
-            elif kind == "result":
-                result: dict[str, Any] = message[1]
-                return result
-            else:  # "error"
-                error: BaseException = message[1]
-                raise error
+        try:
+            # The model and the plan travel as raw bytes: no pickled copy of either.
+            channel.send(("build", make_builder, options, _logging_levels()), onnx)
+            return _serve_build(channel, progress)
+        except (BrokenPipeError, ConnectionResetError, _Closed):
+            raise BuildError(f"the build process ended unexpectedly ({_ending(child)})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             child.kill()
         raise
     finally:
-        ours.close()
+        channel.close()
         _reap(child)
+
+
+def _serve_build(channel: _Channel, progress: Progress) -> dict[str, Any]:
+    """Answer the child's messages until its result, or its error, arrives."""
+    while True:
+        message = channel.receive()
+        kind = message[0]
+        if kind == "progress":
+            channel.send(bool(progress(*message[1:])))
+        elif kind == "log":
+            _, name, level, text = message
+            logging.getLogger(name).log(level, "%s", text)
+        elif kind == "result":
+            result: dict[str, Any] = message[1]
+            return {**result, "plan": channel.receive_bytes()}
+        else:  # "error"
+            error: BaseException = message[1]
+            raise error
 
 
 def _start(channel: socket.socket) -> subprocess.Popen[bytes]:
@@ -136,27 +143,34 @@ def _logging_levels() -> dict[str, int]:
     return {name: logging.getLogger(name).getEffectiveLevel() for name in names}
 
 
+class _Closed(Exception):
+    """The other end closed the channel."""
+
+
 class _Channel:
-    """Messages over a socket: a length, then a pickle. Safe to send from several threads."""
+    """Messages over a socket: a length, then a pickle, each optionally followed by raw byte
+    strings (a length, then the bytes). Safe to send from several threads."""
 
     def __init__(self, connection: socket.socket) -> None:
         self.connection = connection
+        # Reads of a given length land in one bytes object, without a copy.
+        self.reader = connection.makefile("rb")
         self.sending = threading.Lock()
         self.asking = threading.Lock()
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, *blobs: bytes) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self.sending:
-            self.connection.sendall(_HEADER.pack(len(data)))
-            self.connection.sendall(data)
+            for frame in (data, *blobs):
+                self.connection.sendall(_HEADER.pack(len(frame)))
+                self.connection.sendall(frame)
 
     def receive(self) -> Any:
-        """The next message; None once the other end has closed."""
-        header = self._read(_HEADER.size)
-        if header is None:
-            return None
-        data = self._read(_HEADER.unpack(header)[0])
-        return None if data is None else pickle.loads(data)
+        return pickle.loads(self.receive_bytes())
+
+    def receive_bytes(self) -> bytes:
+        (size,) = _HEADER.unpack(self._read(_HEADER.size))
+        return self._read(size)
 
     def ask(self, message: Any) -> Any:
         """Send ``message`` and return the answer to it."""
@@ -164,15 +178,14 @@ class _Channel:
             self.send(message)
             return self.receive()
 
-    def _read(self, size: int) -> bytearray | None:
-        data = bytearray(size)
-        view = memoryview(data)
-        done = 0
-        while done < size:
-            count = self.connection.recv_into(view[done:])
-            if count == 0:
-                return None
-            done += count
+    def close(self) -> None:
+        self.reader.close()
+        self.connection.close()
+
+    def _read(self, size: int) -> bytes:
+        data = self.reader.read(size)
+        if len(data) < size:
+            raise _Closed
         return data
 
 
@@ -183,12 +196,10 @@ class _Channel:
 def serve(descriptor: int) -> None:
     """The child's main: one build request in; its events, then its result, out."""
     _end_with_parent()
-    with socket.socket(fileno=descriptor) as connection:
-        channel = _Channel(connection)
-        message = channel.receive()
-        if message is None:
-            return
-        _, make_builder, onnx, options, levels = message
+    channel = _Channel(socket.socket(fileno=descriptor))
+    try:
+        _, make_builder, options, levels = channel.receive()
+        onnx = channel.receive_bytes()
 
         def progress(event: str, phase: str, step: int, total: int) -> bool:
             return bool(channel.ask(("progress", event, phase, step, total)))
@@ -199,7 +210,12 @@ def serve(descriptor: int) -> None:
             except BaseException as error:  # every failure goes to the parent
                 channel.send(("error", _portable(error)))
             else:
-                channel.send(("result", result))
+                plan = result.pop("plan")
+                channel.send(("result", result), plan)
+    except (_Closed, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone or gave up: nobody is left to tell
+    finally:
+        channel.close()
 
 
 def _end_with_parent() -> None:
