@@ -3,6 +3,10 @@ numpy and zero-copy device paths, graphs, streams, threads, failures and allocat
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -593,6 +597,73 @@ def test_spin_burns_cpu_and_blocking_sleeps() -> None:
     assert spin_wall >= 0.19 and blocking_wall >= 0.19
     assert spin_cpu > 0.5 * spin_wall, measured
     assert blocking_cpu < 0.25 * blocking_wall, measured
+
+
+# Calls on host arrays where pinning fails (argv[1] == "refused"): one PerformanceWarning per
+# session, correct results, CUDA graphs still replayed; data-dependent outputs regrow staging.
+PAGEABLE_STAGING = textwrap.dedent(
+    """
+    import sys
+    import warnings
+
+    import numpy as np
+
+    import trtfast
+    from trtfast import _testing
+
+    refused = sys.argv[1] == "refused"
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = trtfast.Engine(_testing.affine(profiles=[(1, 8, 64)]))
+        with engine.session() as session:
+            for batch in (3, 3, 3, 5, 5, 3, 64):
+                x = rng.standard_normal((batch, 4), dtype=np.float32)
+                expected = x * np.float32(2.0) + np.float32(1.0)
+                assert np.array_equal(session(x=x)["y"], expected)
+                out = np.empty_like(x)
+                session(x=x, out={"y": out})
+                assert np.array_equal(out, expected)
+            stats = session.stats
+        assert stats["graphs_enabled"] and stats["graph_launches"] > 0, stats
+        positives = trtfast.Engine(_testing.positives(profiles=[(0, 8, 512)]))
+        with positives.session() as session:
+            for values in ([1.0, -2.0, 3.0], list(range(-100, 400)), [-1.0]):
+                x = np.array(values, np.float32)
+                assert np.array_equal(session(x=x)["values"], x[x > 0])
+    messages = [str(w.message) for w in caught if w.category is trtfast.PerformanceWarning]
+    assert not [w for w in caught if w.category is RuntimeWarning], "graphs fell back"
+    assert len(messages) == (2 if refused else 0), messages
+    for message in messages:
+        print(message)
+    """
+)
+
+
+@pytest.mark.parametrize("pinning", ["refused", "granted"])
+def test_sessions_stage_in_pageable_memory_where_pinning_fails(pinning: str) -> None:
+    env = dict(os.environ)
+    env.pop("TRTFAST_TESTING_REFUSE_PINNED_MEMORY", None)
+    if pinning == "refused":
+        env["TRTFAST_TESTING_REFUSE_PINNED_MEMORY"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", PAGEABLE_STAGING, pinning],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    if pinning == "refused":
+        first, second = result.stdout.splitlines()
+        assert first.startswith(
+            "pinned host memory is unavailable (cudaHostAlloc of 1024 pinned bytes was not tried"
+        ), first
+        assert "pageable memory instead (1024 bytes here)" in first, first
+        assert "pageable memory instead (2048 bytes here)" in second, second
+    else:
+        assert result.stdout == ""
 
 
 # --- threads -------------------------------------------------------------------------------------

@@ -129,7 +129,9 @@ class PySession {
     }
     options.graph_cache_size = graph_cache_size;
     // Called on the calling thread inside execute (without the GIL); emitted after it.
-    options.warn = [this](const std::string& message) { warnings_.push_back(message); };
+    options.warn = [this](SessionWarning kind, const std::string& message) {
+      warnings_.emplace_back(kind, message);
+    };
     {
       py::gil_scoped_release release;
       session_ = std::make_unique<Session>(std::move(engine), std::move(options));
@@ -412,10 +414,16 @@ class PySession {
     if (warnings_.empty()) {
       return;
     }
-    std::vector<std::string> pending = std::move(warnings_);
+    std::vector<std::pair<SessionWarning, std::string>> pending = std::move(warnings_);
     warnings_.clear();
-    for (const std::string& message : pending) {
-      if (PyErr_WarnEx(PyExc_RuntimeWarning, message.c_str(), 2) < 0) {
+    for (const auto& [kind, message] : pending) {
+      PyObject* category = PyExc_RuntimeWarning;
+      py::object performance;
+      if (kind == SessionWarning::PageableStaging) {
+        performance = py::module_::import("trtfast.errors").attr("PerformanceWarning");
+        category = performance.ptr();
+      }
+      if (PyErr_WarnEx(category, message.c_str(), 2) < 0) {
         throw py::error_already_set();
       }
     }
@@ -424,7 +432,7 @@ class PySession {
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
-  std::vector<std::string> warnings_;
+  std::vector<std::pair<SessionWarning, std::string>> warnings_;
   // Per call, sized once.
   std::vector<TensorArg> inputs_;
   std::vector<bool> present_;

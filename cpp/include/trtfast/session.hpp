@@ -1,5 +1,6 @@
 // Everything per call: one executor, a stream, device buffers sized for the profile maximum,
-// pinned staging, and an LRU cache of CUDA graphs keyed by input shapes and bound addresses.
+// host staging (pinned where the system grants it), and an LRU cache of CUDA graphs keyed by input
+// shapes and bound addresses.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +16,12 @@
 
 namespace trtfast {
 
+// What a session tells its owner about through SessionOptions::warn.
+enum class SessionWarning {
+  GraphFallback,    // CUDA graph capture failed: the session runs without graphs from now on
+  PageableStaging,  // no pinned host memory: host arrays are staged in pageable memory, slower
+};
+
 struct SessionOptions {
   bool cuda_graph = true;
   cuda::SyncMode sync = cuda::SyncMode::Spin;
@@ -23,13 +30,14 @@ struct SessionOptions {
   bool use_caller_stream = false;
   cudaStream_t caller_stream = nullptr;
   std::size_t graph_cache_size = 16;
-  // Told when the session falls back from CUDA graphs; may be called without the GIL.
-  std::function<void(const std::string&)> warn;
+  // Told when the session falls back to a slower way; called on the calling thread, inside
+  // execute (so without the GIL in Python), at most once per kind and session.
+  std::function<void(SessionWarning, const std::string&)> warn;
 };
 
 // Where an output goes, per call.
 enum class OutputTarget {
-  Host,    // caller's host memory (data set), or the session's pinned staging (data null)
+  Host,    // caller's host memory (data set), or the session's host staging (data null)
   Device,  // caller's device memory (data set)
   Pooled,  // a session-owned device buffer handed to the caller (see DeviceOutput)
 };
@@ -86,13 +94,13 @@ class Session {
   void check_output(int output, const TensorArg& buffer) const;
   // Step 2 (no Python needed): stages host inputs, runs (graph replay or enqueue), copies host
   // outputs, synchronizes. Pooled outputs are returned in `pooled` (one slot per output); Host
-  // outputs without data stay in pinned staging (host_result). Throws on any failure.
+  // outputs without data stay in host staging (host_result). Throws on any failure.
   void execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
   // prepare + execute.
   void run(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
   // After execute: each output's shape, data-dependent ones included.
   const Dims& result_shape(int output) const noexcept;
-  // A Host output run without a buffer: its bytes in pinned staging, valid until the next call.
+  // A Host output run without a buffer: its bytes in host staging, valid until the next call.
   const void* host_result(int output) const noexcept;
   // Orders this session's next call on device memory after what `producer` has queued so far
   // (an event recorded there, waited on by device_stream()).
@@ -120,6 +128,7 @@ class Session {
   void disable_graphs(const std::string& reason);
   void wait_for(cudaStream_t producer, cudaStream_t consumer);
   void synchronize(cudaStream_t stream);
+  void check_host_memory(const cuda::HostBuffer& buffer);
   void finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled, cudaStream_t stream);
 
   std::shared_ptr<Engine> engine_;
@@ -165,6 +174,7 @@ class Session {
   std::vector<std::unique_ptr<GraphEntry>> graphs_;
   std::uint64_t tick_ = 0;
   bool graphs_enabled_;
+  bool warned_pageable_ = false;
   mutable SessionStats stats_;
 };
 
