@@ -1,6 +1,7 @@
 #include "trtfast/session.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -11,6 +12,11 @@ namespace trtfast {
 namespace {
 
 constexpr std::size_t kAlignment = 256;  // what cudaMalloc guarantees and TensorRT expects
+
+// An interruptible spin wait reads the clock only every kPollsPerClockRead event queries (each
+// some 0.1 us), and asks SessionOptions::interrupted every kInterruptCheckPeriod after the first.
+constexpr std::uint64_t kPollsPerClockRead = 1024;
+constexpr std::chrono::milliseconds kInterruptCheckPeriod{10};
 
 std::size_t align_up(std::size_t bytes) {
   return (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -131,7 +137,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
 }
 
 Session::~Session() {
-  // Work in flight still reads the buffers freed below.
+  // Work in flight (an interrupted call's too) still reads the buffers freed below.
   cudaStreamSynchronize(stream_.get());
   cudaStreamSynchronize(default_ordered_.get());
 }
@@ -278,6 +284,7 @@ void Session::wait_for(cudaStream_t producer, cudaStream_t consumer) {
 }
 
 void Session::prepare(const TensorArg* inputs) {
+  finish_work_in_flight();
   const Signature& sig = signature();
   const int profile = sig.check_inputs(inputs, device_, current_profile_);
   DeviceScope scope(device_);
@@ -507,10 +514,53 @@ bool Session::capture() {
 
 void Session::synchronize(cudaStream_t stream) {
   done_event_.record(cuda::StreamView(stream));
-  done_event_.synchronize();  // spins or blocks, as the event was created
+  wait_until_done();
+}
+
+void Session::wait_until_done() {
+  if (options_.sync == cuda::SyncMode::Blocking || !options_.interrupted) {
+    done_event_.synchronize();  // spins or blocks, as the event was created
+    return;
+  }
+  // Spins as cudaEventSynchronize would. A short wait reads no clock and asks nobody; a long one
+  // asks options_.interrupted every kInterruptCheckPeriod.
+  std::uint64_t polls = 0;
+  std::chrono::steady_clock::time_point next_check;
+  while (!done_event_.query()) {
+    if (++polls % kPollsPerClockRead != 0) {
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (polls == kPollsPerClockRead) {
+      next_check = now + kInterruptCheckPeriod;
+    } else if (now >= next_check) {
+      if (options_.interrupted()) {
+        throw Interrupted("the wait for the GPU was interrupted");
+      }
+      next_check = now + kInterruptCheckPeriod;
+    }
+  }
+}
+
+void Session::finish_work_in_flight() {
+  if (!in_flight_) {
+    return;
+  }
+  try {
+    wait_until_done();  // done_event_ still marks the end of the interrupted call's work
+  } catch (const Interrupted&) {
+    throw;  // still in flight
+  } catch (...) {
+    in_flight_ = false;  // the work failed: nothing is left to wait for
+    throw;
+  }
+  in_flight_ = false;
 }
 
 void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled) {
+  // Before anything below reuses a buffer (staging, a pooled block) the interrupted call's work
+  // may still read or write.
+  finish_work_in_flight();
   const Signature& sig = signature();
   DeviceScope scope(device_);
   std::shared_ptr<Block> block;
@@ -519,7 +569,7 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   bool device_io = false;
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
-      // The previous call synchronized, so no copy still reads this staging buffer.
+      // The previous call's work is done, so no copy still reads this staging buffer.
       const std::size_t bytes = byte_size(inputs[i].shape, sig.inputs()[i].dtype);
       if (bytes > 0) {
         std::memcpy(input_staging_[i]->host.data(), inputs[i].data, bytes);
@@ -580,6 +630,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     if (has_data_dependent_) {
       finish_data_dependent(outputs, pooled, stream);
     }
+  } catch (const Interrupted&) {
+    // Waiting here would defeat the interruption: the next call waits instead.
+    in_flight_ = true;
+    throw;
   } catch (...) {
     // Leave nothing in flight that reads the buffers of a failed call.
     cudaStreamSynchronize(stream);
