@@ -3,6 +3,11 @@ numpy and zero-copy device paths, graphs, streams, threads, failures and allocat
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -593,6 +598,147 @@ def test_spin_burns_cpu_and_blocking_sleeps() -> None:
     assert spin_wall >= 0.19 and blocking_wall >= 0.19
     assert spin_cpu > 0.5 * spin_wall, measured
     assert blocking_cpu < 0.25 * blocking_wall, measured
+
+
+# A call whose GPU work takes DELAY_S, interrupted by the parent's SIGINT half a second in; then a
+# call on device memory (another stream than the host call's) and a host call on the same session.
+INTERRUPTED_CALL = textwrap.dedent(
+    """
+    import sys
+    import time
+
+    import numpy as np
+
+    import trtfast
+    from trtfast import _testing
+    from trtfast.bench import DeviceCopy
+
+    sync, delay_s = sys.argv[1], float(sys.argv[2])
+    engine = trtfast.Engine(_testing.affine(delay_us=delay_s * 1e6))
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    expected = x * np.float32(2.0) + np.float32(1.0)
+    session = engine.session(sync=sync)
+    start = time.monotonic()
+    print("calling", flush=True)
+    try:
+        session(x=x)
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic() - start:.3f}", flush=True)
+    else:
+        print("returned without KeyboardInterrupt", flush=True)
+        sys.exit(1)
+    y = session(x=DeviceCopy(x))["y"].numpy()
+    assert np.array_equal(y, expected), y
+    print(f"device call done {time.monotonic() - start:.3f}", flush=True)
+    assert np.array_equal(session(x=x)["y"], expected)
+    session.close()
+    print("closed", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("sync", ["spin", "blocking"])
+def test_ctrl_c_during_a_long_call_returns_and_the_session_stays_usable(sync: str) -> None:
+    delay_s = 2.0
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CALL, sync, str(delay_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "calling\n"
+        time.sleep(0.5)  # inside the call: its GPU work takes delay_s
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        interrupted = child.stdout.readline()
+        reaction_s = time.monotonic() - sent
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, f"{interrupted}{out}{err}"
+    assert interrupted.startswith("interrupted "), f"{interrupted}{out}{err}"
+    interrupted_at = float(interrupted.split()[1])
+    print(f"sync={sync}: KeyboardInterrupt {reaction_s * 1000:.0f} ms after SIGINT")
+    if sync == "spin":
+        assert reaction_s < 1.0 and interrupted_at < delay_s - 0.5, (reaction_s, interrupted_at)
+    else:  # CUDA's blocking wait ends with the GPU work; the signal takes effect then
+        assert interrupted_at > 0.9 * delay_s, interrupted_at
+    # The next call waited for the interrupted call's work before its own: without that wait,
+    # its work (on another stream) would have overlapped and ended near interrupted_at + delay_s.
+    (device_line,) = [line for line in out.splitlines() if line.startswith("device call done")]
+    assert float(device_line.split()[-1]) > 1.9 * delay_s, out
+    assert out.splitlines()[-1] == "closed", out
+
+
+# Calls on host arrays where pinning fails (argv[1] == "refused"): one PerformanceWarning per
+# session, correct results, CUDA graphs still replayed; data-dependent outputs regrow staging.
+PAGEABLE_STAGING = textwrap.dedent(
+    """
+    import sys
+    import warnings
+
+    import numpy as np
+
+    import trtfast
+    from trtfast import _testing
+
+    refused = sys.argv[1] == "refused"
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = trtfast.Engine(_testing.affine(profiles=[(1, 8, 64)]))
+        with engine.session() as session:
+            for batch in (3, 3, 3, 5, 5, 3, 64):
+                x = rng.standard_normal((batch, 4), dtype=np.float32)
+                expected = x * np.float32(2.0) + np.float32(1.0)
+                assert np.array_equal(session(x=x)["y"], expected)
+                out = np.empty_like(x)
+                session(x=x, out={"y": out})
+                assert np.array_equal(out, expected)
+            stats = session.stats
+        assert stats["graphs_enabled"] and stats["graph_launches"] > 0, stats
+        positives = trtfast.Engine(_testing.positives(profiles=[(0, 8, 512)]))
+        with positives.session() as session:
+            for values in ([1.0, -2.0, 3.0], list(range(-100, 400)), [-1.0]):
+                x = np.array(values, np.float32)
+                assert np.array_equal(session(x=x)["values"], x[x > 0])
+    messages = [str(w.message) for w in caught if w.category is trtfast.PerformanceWarning]
+    assert not [w for w in caught if w.category is RuntimeWarning], "graphs fell back"
+    assert len(messages) == (2 if refused else 0), messages
+    for message in messages:
+        print(message)
+    """
+)
+
+
+@pytest.mark.parametrize("pinning", ["refused", "granted"])
+def test_sessions_stage_in_pageable_memory_where_pinning_fails(pinning: str) -> None:
+    env = dict(os.environ)
+    env.pop("TRTFAST_TESTING_REFUSE_PINNED_MEMORY", None)
+    if pinning == "refused":
+        env["TRTFAST_TESTING_REFUSE_PINNED_MEMORY"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", PAGEABLE_STAGING, pinning],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    if pinning == "refused":
+        first, second = result.stdout.splitlines()
+        assert first.startswith(
+            "pinned host memory is unavailable (cudaHostAlloc of 1024 pinned bytes was not tried"
+        ), first
+        assert "pageable memory instead (1024 bytes here)" in first, first
+        assert "pageable memory instead (2048 bytes here)" in second, second
+    else:
+        assert result.stdout == ""
 
 
 # --- threads -------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ void bind_errors(py::module_& /*module*/) {
     }
     try {
       std::rethrow_exception(pending);
+    } catch (const Interrupted&) {
+      // Raised where a Python signal handler asked for it: its exception is already set.
+      if (PyErr_Occurred() == nullptr) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+      }
     } catch (const CudaError& error) {
       py::object cls = py::module_::import("trtfast.errors").attr("CudaError");
       py::object instance = cls(error.what());

@@ -1,5 +1,6 @@
 // Engines, signatures and sessions. A call reads the caller's tensors with the GIL held, then
-// releases it from the first copy to the last synchronize.
+// releases it from the first copy to the last synchronize. Ctrl-C during a spin wait ends the
+// call with KeyboardInterrupt; the session waits for the work left running at its next use.
 #include <pybind11/stl.h>
 
 #include <atomic>
@@ -104,6 +105,35 @@ class CallScope {
   Keep& keep_;
 };
 
+// Python runs signal handlers on its main thread only; set when the module is bound.
+unsigned long main_thread_ident = 0;
+
+// Asked now and then during a long wait: the waiting thread runs no Python code, so Ctrl-C is
+// noticed here. True once the signal handler has raised (KeyboardInterrupt). Other threads
+// never see a signal, so they skip taking the GIL.
+bool python_interrupted() {
+  if (PyThread_get_thread_ident() != main_thread_ident) {
+    return false;
+  }
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Runs `work` without the GIL. A wait the session cut short (Interrupted) becomes the Python
+// exception the signal handler raised.
+template <typename Work>
+void without_gil(Work&& work) {
+  try {
+    py::gil_scoped_release release;
+    work();
+  } catch (const Interrupted&) {
+    if (PyErr_Occurred() == nullptr) {
+      PyErr_SetNone(PyExc_KeyboardInterrupt);
+    }
+    throw py::error_already_set();
+  }
+}
+
 const py::str& out_name() {
   static auto* name = new py::str("out");  // never destroyed: outlives the interpreter's teardown
   return *name;
@@ -129,7 +159,10 @@ class PySession {
     }
     options.graph_cache_size = graph_cache_size;
     // Called on the calling thread inside execute (without the GIL); emitted after it.
-    options.warn = [this](const std::string& message) { warnings_.push_back(message); };
+    options.warn = [this](SessionWarning kind, const std::string& message) {
+      warnings_.emplace_back(kind, message);
+    };
+    options.interrupted = python_interrupted;
     {
       py::gil_scoped_release release;
       session_ = std::make_unique<Session>(std::move(engine), std::move(options));
@@ -191,6 +224,7 @@ class PySession {
       return run_bound(session);
     }
     CallScope scope(busy_, keep_);
+    settle(session);
     reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
     for (cudaStream_t producer : keep_.streams()) {
       session.order_after(producer);
@@ -198,9 +232,13 @@ class PySession {
     session.prepare(inputs_.data());
     const bool device_mode = any_device(inputs_);
     read_outputs(session, out, device_mode, outputs_, keep_);
-    {
-      py::gil_scoped_release release;
-      session.execute(inputs_.data(), outputs_.data(), pooled_.data());
+    try {
+      without_gil([&] { session.execute(inputs_.data(), outputs_.data(), pooled_.data()); });
+    } catch (...) {
+      if (session.work_in_flight()) {
+        in_flight_keep_.swap(keep_);  // the work left running still reads and writes these
+      }
+      throw;
     }
     emit_warnings();
     py::dict result;
@@ -218,6 +256,7 @@ class PySession {
   py::dict bind(const py::object& inputs, const py::object& outputs) {
     Session& session = this->session();
     CallScope scope(busy_, keep_);
+    settle(session);
     unbind();
     bound_inputs_.resize(inputs_.size());
     bound_outputs_.resize(outputs_.size());
@@ -273,6 +312,9 @@ class PySession {
   }
 
   void unbind() {
+    if (session_) {
+      settle(*session_);  // the bound tensors may still be in use
+    }
     bound_ = false;
     bound_result_ = py::dict();
     bound_keep_.clear();
@@ -282,11 +324,18 @@ class PySession {
     if (busy_.load()) {
       throw Error("this Session is running a call on another thread; close it after the call");
     }
-    unbind();
+    unbind();  // waits for an interrupted call's work first
     std::unique_ptr<Session> closing = std::move(session_);
     py::gil_scoped_release release;
     closing.reset();
   }
+
+  ~PySession() {
+    // The session waits for work in flight before the tensors that work uses are let go.
+    session_.reset();
+  }
+  PySession(const PySession&) = delete;
+  PySession& operator=(const PySession&) = delete;
 
   bool closed() const noexcept { return !session_; }
   bool bound() const noexcept { return bound_; }
@@ -399,23 +448,46 @@ class PySession {
 
   py::dict run_bound(Session& session) {
     CallScope scope(busy_, keep_);
+    settle(session);
     session.prepare(bound_inputs_.data());
-    {
-      py::gil_scoped_release release;
-      session.execute(bound_inputs_.data(), bound_outputs_.data(), pooled_.data());
-    }
+    // What the bound call uses is held by bound_keep_ until unbind(), which waits for it.
+    without_gil(
+        [&] { session.execute(bound_inputs_.data(), bound_outputs_.data(), pooled_.data()); });
     emit_warnings();
     return bound_result_;
+  }
+
+  // Waits, without the GIL, for the work an interrupted call left running (Ctrl-C during this
+  // wait interrupts it too), then lets go of the tensors that call held.
+  void settle(Session& session) {
+    if (!session.work_in_flight()) {
+      return;  // then in_flight_keep_ is empty
+    }
+    try {
+      without_gil([&] { session.finish_work_in_flight(); });
+    } catch (...) {
+      if (!session.work_in_flight()) {
+        in_flight_keep_.clear();  // the work failed, and is over
+      }
+      throw;
+    }
+    in_flight_keep_.clear();
   }
 
   void emit_warnings() {
     if (warnings_.empty()) {
       return;
     }
-    std::vector<std::string> pending = std::move(warnings_);
+    std::vector<std::pair<SessionWarning, std::string>> pending = std::move(warnings_);
     warnings_.clear();
-    for (const std::string& message : pending) {
-      if (PyErr_WarnEx(PyExc_RuntimeWarning, message.c_str(), 2) < 0) {
+    for (const auto& [kind, message] : pending) {
+      PyObject* category = PyExc_RuntimeWarning;
+      py::object performance;
+      if (kind == SessionWarning::PageableStaging) {
+        performance = py::module_::import("trtfast.errors").attr("PerformanceWarning");
+        category = performance.ptr();
+      }
+      if (PyErr_WarnEx(category, message.c_str(), 2) < 0) {
         throw py::error_already_set();
       }
     }
@@ -424,7 +496,8 @@ class PySession {
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
-  std::vector<std::string> warnings_;
+  std::vector<std::pair<SessionWarning, std::string>> warnings_;
+  Keep in_flight_keep_;  // the tensors of an interrupted call whose work may still run
   // Per call, sized once.
   std::vector<TensorArg> inputs_;
   std::vector<bool> present_;
@@ -505,11 +578,14 @@ void bind_engine(py::module_& module) {
 }
 
 void bind_session(py::module_& module) {
+  main_thread_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   py::class_<PySession>(
       module, "Session", py::dynamic_attr(),
       py::custom_type_setup([](PyHeapTypeObject* type) { type->ht_type.tp_call = call_session; }),
       "One execution context with its stream, buffers and CUDA graphs. One "
-      "thread at a time.")
+      "thread at a time. Ctrl-C interrupts a call's wait for the GPU within about 20 ms with "
+      "sync='spin'; with sync='blocking' it takes effect when the GPU work ends.")
       .def(py::init<std::shared_ptr<Engine>, bool, const std::string&, const py::object&,
                     std::size_t>(),
            py::arg("engine"), py::arg("cuda_graph") = true, py::arg("sync") = "spin",

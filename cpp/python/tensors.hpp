@@ -27,6 +27,11 @@ class Keep {
   void add_stream(cudaStream_t stream) { streams_.push_back(stream); }
   const std::vector<cudaStream_t>& streams() const noexcept { return streams_; }
   void clear();  // needs the GIL: DLPack deleters may touch Python objects
+  void swap(Keep& other) noexcept {
+    objects_.swap(other.objects_);
+    dlpack_.swap(other.dlpack_);
+    streams_.swap(other.streams_);
+  }
 
  private:
   struct Held {

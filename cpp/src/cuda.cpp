@@ -1,6 +1,7 @@
 #include "trtfast/cuda.hpp"
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -302,17 +303,37 @@ void PinnedBuffer::reset() noexcept {
 
 // --- HostBuffer ----------------------------------------------------------------------------------
 
+namespace {
+
+// Set by tests that need pinning to fail on a working GPU, where nothing a test can set makes
+// cudaHostAlloc fail on demand. Read once.
+bool pinning_refused_for_testing() {
+  static const bool refused = [] {
+    const char* value = std::getenv("TRTFAST_TESTING_REFUSE_PINNED_MEMORY");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  return refused;
+}
+
+}  // namespace
+
 HostBuffer::HostBuffer(std::size_t bytes) : size_(bytes) {
   if (bytes == 0) {
     return;
   }
   int status = 0;
-  try {
-    pinned_ = PinnedBuffer(bytes);
-    return;
-  } catch (const CudaError& error) {
-    pinned_failure_ = error.what();
-    status = error.code();
+  if (pinning_refused_for_testing()) {
+    pinned_failure_ = "cudaHostAlloc of " + std::to_string(bytes) +
+                      " pinned bytes was not tried: TRTFAST_TESTING_REFUSE_PINNED_MEMORY=1";
+    status = static_cast<int>(cudaErrorMemoryAllocation);
+  } else {
+    try {
+      pinned_ = PinnedBuffer(bytes);
+      return;
+    } catch (const CudaError& error) {
+      pinned_failure_ = error.what();
+      status = error.code();
+    }
   }
   // Page-aligned, as pinned memory is, so that copies behave the same.
   constexpr std::size_t kPage = 4096;

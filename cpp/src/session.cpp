@@ -1,6 +1,7 @@
 #include "trtfast/session.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -11,6 +12,11 @@ namespace trtfast {
 namespace {
 
 constexpr std::size_t kAlignment = 256;  // what cudaMalloc guarantees and TensorRT expects
+
+// An interruptible spin wait reads the clock only every kPollsPerClockRead event queries (each
+// some 0.1 us), and asks SessionOptions::interrupted every kInterruptCheckPeriod after the first.
+constexpr std::uint64_t kPollsPerClockRead = 1024;
+constexpr std::chrono::milliseconds kInterruptCheckPeriod{10};
 
 std::size_t align_up(std::size_t bytes) {
   return (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -50,11 +56,12 @@ std::int64_t as_key(const void* address) {
 
 }  // namespace
 
-// Memory for a tensor passed in host memory: the session's device buffer, and pinned staging
-// that the device copies from and to (the only host memory CUDA copies asynchronously).
+// Memory for a tensor passed in host memory: the session's device buffer, and host staging
+// that the device copies from and to: pinned (the only host memory CUDA copies asynchronously),
+// or pageable where pinning failed.
 struct Session::Staging {
   cuda::DeviceBuffer device;
-  cuda::PinnedBuffer pinned;
+  cuda::HostBuffer host;
 };
 
 struct Session::GraphEntry {
@@ -130,7 +137,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
 }
 
 Session::~Session() {
-  // Work in flight still reads the buffers freed below.
+  // Work in flight (an interrupted call's too) still reads the buffers freed below.
   cudaStreamSynchronize(stream_.get());
   cudaStreamSynchronize(default_ordered_.get());
 }
@@ -206,7 +213,7 @@ const Dims& Session::result_shape(int output) const noexcept {
 
 const void* Session::host_result(int output) const noexcept {
   const auto& staging = output_staging_[static_cast<std::size_t>(output)];
-  return staging ? staging->pinned.data() : nullptr;
+  return staging ? staging->host.data() : nullptr;
 }
 
 Session::Staging& Session::input_staging(int input) {
@@ -215,7 +222,8 @@ Session::Staging& Session::input_staging(int input) {
     const std::size_t capacity = input_capacity_[static_cast<std::size_t>(input)];
     auto created = std::make_unique<Staging>();
     created->device = cuda::DeviceBuffer(capacity, device_);
-    created->pinned = cuda::PinnedBuffer(capacity);
+    created->host = cuda::HostBuffer(capacity);
+    check_host_memory(created->host);
     staging = std::move(created);
     graphs_.clear();  // captured graphs never refer to freed or new memory
   }
@@ -228,7 +236,8 @@ Session::Staging& Session::output_staging(int output) {
     const std::size_t capacity = output_capacity_[static_cast<std::size_t>(output)];
     auto created = std::make_unique<Staging>();
     created->device = cuda::DeviceBuffer(capacity, device_);
-    created->pinned = cuda::PinnedBuffer(capacity);
+    created->host = cuda::HostBuffer(capacity);
+    check_host_memory(created->host);
     staging = std::move(created);
     graphs_.clear();
   }
@@ -247,6 +256,23 @@ std::shared_ptr<Session::Block> Session::acquire_block() {
   return block;
 }
 
+// Copies from pageable memory are correct, only slower: the staging copies are never part of a
+// captured graph (see stage_inputs), so graphs stay on.
+void Session::check_host_memory(const cuda::HostBuffer& buffer) {
+  if (buffer.pinned() || warned_pageable_) {
+    return;
+  }
+  warned_pageable_ = true;
+  if (options_.warn) {
+    options_.warn(SessionWarning::PageableStaging,
+                  "pinned host memory is unavailable (" + buffer.pinned_failure() +
+                      "); this session stages host arrays in pageable memory instead (" +
+                      std::to_string(buffer.size()) +
+                      " bytes here): its copies between host arrays and the GPU are synchronous "
+                      "and slower");
+  }
+}
+
 void Session::order_after(cudaStream_t producer) {
   DeviceScope scope(device_);
   wait_for(producer, device_stream());
@@ -258,6 +284,7 @@ void Session::wait_for(cudaStream_t producer, cudaStream_t consumer) {
 }
 
 void Session::prepare(const TensorArg* inputs) {
+  finish_work_in_flight();
   const Signature& sig = signature();
   const int profile = sig.check_inputs(inputs, device_, current_profile_);
   DeviceScope scope(device_);
@@ -385,14 +412,15 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
   }
 }
 
-// Copies of host inputs from pinned staging to the device. Never captured: a copy between
-// pinned and device memory queued on a stream costs less than the same copy as a graph node.
+// Copies of host inputs from host staging to the device. Never captured: a copy between pinned
+// and device memory queued on a stream costs less than the same copy as a graph node, and a
+// graph could not hold a copy from pageable staging at all.
 void Session::stage_inputs(const TensorArg* inputs, cudaStream_t stream) {
   const Signature& sig = signature();
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
       Staging& staging = *input_staging_[i];
-      cuda::copy_async(staging.device.data(), staging.pinned.data(),
+      cuda::copy_async(staging.device.data(), staging.host.data(),
                        byte_size(inputs[i].shape, sig.inputs()[i].dtype), cuda::StreamView(stream));
     }
   }
@@ -403,7 +431,7 @@ void Session::stage_outputs(const OutputArg* outputs, cudaStream_t stream) {
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
       Staging& staging = *output_staging_[j];
-      cuda::copy_async(staging.pinned.data(), staging.device.data(),
+      cuda::copy_async(staging.host.data(), staging.device.data(),
                        byte_size(output_shapes_[j], sig.outputs()[j].dtype),
                        cuda::StreamView(stream));
     }
@@ -426,10 +454,10 @@ void Session::disable_graphs(const std::string& reason) {
   graphs_enabled_ = false;
   graphs_.clear();
   if (options_.warn) {
-    options_.warn(
-        "CUDA graph capture failed, so this session runs without CUDA graphs from now "
-        "on: " +
-        reason);
+    options_.warn(SessionWarning::GraphFallback,
+                  "CUDA graph capture failed, so this session runs without CUDA graphs from now "
+                  "on: " +
+                      reason);
   }
 }
 
@@ -486,10 +514,53 @@ bool Session::capture() {
 
 void Session::synchronize(cudaStream_t stream) {
   done_event_.record(cuda::StreamView(stream));
-  done_event_.synchronize();  // spins or blocks, as the event was created
+  wait_until_done();
+}
+
+void Session::wait_until_done() {
+  if (options_.sync == cuda::SyncMode::Blocking || !options_.interrupted) {
+    done_event_.synchronize();  // spins or blocks, as the event was created
+    return;
+  }
+  // Spins as cudaEventSynchronize would. A short wait reads no clock and asks nobody; a long one
+  // asks options_.interrupted every kInterruptCheckPeriod.
+  std::uint64_t polls = 0;
+  std::chrono::steady_clock::time_point next_check;
+  while (!done_event_.query()) {
+    if (++polls % kPollsPerClockRead != 0) {
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (polls == kPollsPerClockRead) {
+      next_check = now + kInterruptCheckPeriod;
+    } else if (now >= next_check) {
+      if (options_.interrupted()) {
+        throw Interrupted("the wait for the GPU was interrupted");
+      }
+      next_check = now + kInterruptCheckPeriod;
+    }
+  }
+}
+
+void Session::finish_work_in_flight() {
+  if (!in_flight_) {
+    return;
+  }
+  try {
+    wait_until_done();  // done_event_ still marks the end of the interrupted call's work
+  } catch (const Interrupted&) {
+    throw;  // still in flight
+  } catch (...) {
+    in_flight_ = false;  // the work failed: nothing is left to wait for
+    throw;
+  }
+  in_flight_ = false;
 }
 
 void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled) {
+  // Before anything below reuses a buffer (staging, a pooled block) the interrupted call's work
+  // may still read or write.
+  finish_work_in_flight();
   const Signature& sig = signature();
   DeviceScope scope(device_);
   std::shared_ptr<Block> block;
@@ -498,10 +569,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   bool device_io = false;
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (inputs[i].location == Location::Host) {
-      // The previous call synchronized, so no copy still reads this staging buffer.
+      // The previous call's work is done, so no copy still reads this staging buffer.
       const std::size_t bytes = byte_size(inputs[i].shape, sig.inputs()[i].dtype);
       if (bytes > 0) {
-        std::memcpy(input_staging_[i]->pinned.data(), inputs[i].data, bytes);
+        std::memcpy(input_staging_[i]->host.data(), inputs[i].data, bytes);
       }
     } else {
       device_io = true;
@@ -559,6 +630,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     if (has_data_dependent_) {
       finish_data_dependent(outputs, pooled, stream);
     }
+  } catch (const Interrupted&) {
+    // Waiting here would defeat the interruption: the next call waits instead.
+    in_flight_ = true;
+    throw;
   } catch (...) {
     // Leave nothing in flight that reads the buffers of a failed call.
     cudaStreamSynchronize(stream);
@@ -575,7 +650,7 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     if (out.target == OutputTarget::Host && out.tensor.data != nullptr) {
       const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
       if (bytes > 0) {
-        std::memcpy(out.tensor.data, output_staging_[j]->pinned.data(), bytes);
+        std::memcpy(out.tensor.data, output_staging_[j]->host.data(), bytes);
       }
     } else if (out.target == OutputTarget::Pooled) {
       // Aliasing: shares the block's count, allocates nothing.
@@ -605,11 +680,11 @@ void Session::finish_data_dependent(const OutputArg* outputs, DeviceOutput* pool
       pooled[j].data = buffer->data();
       pooled[j].owner = std::move(buffer);
     } else {
-      if (staging.pinned.size() < bytes) {
-        staging.pinned = cuda::PinnedBuffer(align_up(bytes + bytes / 2));
+      if (staging.host.size() < bytes) {
+        staging.host = cuda::HostBuffer(align_up(bytes + bytes / 2));
+        check_host_memory(staging.host);
       }
-      cuda::copy_async(staging.pinned.data(), staging.device.data(), bytes,
-                       cuda::StreamView(stream));
+      cuda::copy_async(staging.host.data(), staging.device.data(), bytes, cuda::StreamView(stream));
     }
     copied = true;
   }

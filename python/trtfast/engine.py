@@ -64,6 +64,14 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     ``out={"y": buffer}`` writes an output into the caller's buffer instead. After
     ``bind(inputs, outputs)``, ``run()`` with no arguments replays the bound call (the fastest
     call: no argument reading at all) and returns the bound outputs.
+
+    Ctrl-C while a call waits for the GPU: with ``sync="spin"`` the call raises
+    KeyboardInterrupt within about 20 ms, and the work it queued runs on; the session's next
+    call (or :meth:`close`) waits for that work first, and the session stays usable. With
+    ``sync="blocking"`` the thread sleeps in CUDA's wait, which nothing cuts short: Ctrl-C
+    takes effect when the GPU work ends. Host arrays staged in pageable memory (where pinned
+    memory is unavailable, with a :class:`trtfast.PerformanceWarning`) are copied back
+    synchronously, so their wait cannot be cut short either.
     """
 
     def __init__(
@@ -225,7 +233,8 @@ class Engine:
         workers: int = 2,
     ) -> Session:
         """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
-        'spin' (lowest latency) or 'blocking' (no CPU burn while waiting); ``stream`` joins the
+        'spin' (lowest latency; Ctrl-C interrupts a wait within about 20 ms) or 'blocking' (no
+        CPU burn while waiting; Ctrl-C takes effect when the GPU work ends); ``stream`` joins the
         caller's CUDA stream (each call runs after the work queued there and is done when it
         returns); ``workers`` sizes the pool behind :meth:`Session.submit`."""
         return Session(

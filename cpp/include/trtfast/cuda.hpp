@@ -166,7 +166,8 @@ class PinnedBuffer {
 // Host memory for staging copies: pinned when the system grants it, else ordinary pageable
 // memory. Pinning fails when the system runs out of memory it can lock (or has no usable GPU);
 // a service then runs on, slower, instead of failing. Pageable memory still copies correctly,
-// but synchronously, and a CUDA graph cannot capture copies from it: check pinned().
+// but synchronously, and a CUDA graph cannot capture copies from it: check pinned(). For tests,
+// TRTFAST_TESTING_REFUSE_PINNED_MEMORY=1 in the environment makes every pinning fail.
 class HostBuffer {
  public:
   HostBuffer() noexcept = default;

@@ -54,6 +54,14 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// A wait for the GPU was cut short because the caller asked for it (SessionOptions::interrupted:
+// Ctrl-C in Python). Not an Error, as KeyboardInterrupt is no Exception: a handler for failures
+// does not swallow it. The GPU work of the call may still be running (see Session).
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A CUDA runtime call failed; the message names the call and carries CUDA's text.
 class CudaError : public Error {
  public:

@@ -1,5 +1,6 @@
 // Everything per call: one executor, a stream, device buffers sized for the profile maximum,
-// pinned staging, and an LRU cache of CUDA graphs keyed by input shapes and bound addresses.
+// host staging (pinned where the system grants it), and an LRU cache of CUDA graphs keyed by input
+// shapes and bound addresses.
 #pragma once
 
 #include <cstddef>
@@ -15,21 +16,35 @@
 
 namespace trtfast {
 
+// What a session tells its owner about through SessionOptions::warn.
+enum class SessionWarning {
+  GraphFallback,    // CUDA graph capture failed: the session runs without graphs from now on
+  PageableStaging,  // no pinned host memory: host arrays are staged in pageable memory, slower
+};
+
 struct SessionOptions {
   bool cuda_graph = true;
+  // Spin: the wait for the GPU polls its event (lowest latency) and can be interrupted (see
+  // `interrupted`). Blocking: the thread sleeps in CUDA's blocking wait, which nothing cuts short.
   cuda::SyncMode sync = cuda::SyncMode::Spin;
   // Order calls after the caller's stream instead of the default stream. Calls return once their
   // work is done, so the caller's later work needs no ordering after them.
   bool use_caller_stream = false;
   cudaStream_t caller_stream = nullptr;
   std::size_t graph_cache_size = 16;
-  // Told when the session falls back from CUDA graphs; may be called without the GIL.
-  std::function<void(const std::string&)> warn;
+  // Told when the session falls back to a slower way; called on the calling thread, inside
+  // execute (so without the GIL in Python), at most once per kind and session.
+  std::function<void(SessionWarning, const std::string&)> warn;
+  // Asked while a spin wait for the GPU lasts long: about every 10 ms, never in its first
+  // milliseconds. True ends the wait: the call throws Interrupted, its work left running on the
+  // GPU, and the session waits for that work before it next touches its buffers (the next call,
+  // finish_work_in_flight, the destructor). Called on the calling thread; may be empty.
+  std::function<bool()> interrupted;
 };
 
 // Where an output goes, per call.
 enum class OutputTarget {
-  Host,    // caller's host memory (data set), or the session's pinned staging (data null)
+  Host,    // caller's host memory (data set), or the session's host staging (data null)
   Device,  // caller's device memory (data set)
   Pooled,  // a session-owned device buffer handed to the caller (see DeviceOutput)
 };
@@ -86,17 +101,24 @@ class Session {
   void check_output(int output, const TensorArg& buffer) const;
   // Step 2 (no Python needed): stages host inputs, runs (graph replay or enqueue), copies host
   // outputs, synchronizes. Pooled outputs are returned in `pooled` (one slot per output); Host
-  // outputs without data stay in pinned staging (host_result). Throws on any failure.
+  // outputs without data stay in host staging (host_result). Throws on any failure, and
+  // Interrupted when options().interrupted ends the wait.
   void execute(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
   // prepare + execute.
   void run(const TensorArg* inputs, const OutputArg* outputs, DeviceOutput* pooled);
   // After execute: each output's shape, data-dependent ones included.
   const Dims& result_shape(int output) const noexcept;
-  // A Host output run without a buffer: its bytes in pinned staging, valid until the next call.
+  // A Host output run without a buffer: its bytes in host staging, valid until the next call.
   const void* host_result(int output) const noexcept;
   // Orders this session's next call on device memory after what `producer` has queued so far
   // (an event recorded there, waited on by device_stream()).
   void order_after(cudaStream_t producer);
+  // True after an interrupted call until its GPU work is known to be done.
+  bool work_in_flight() const noexcept { return in_flight_; }
+  // Waits (as the session's sync mode waits, so it can be interrupted again) for the work an
+  // interrupted call left running. prepare and execute do it first; an owner that must not wait
+  // in prepare (Python holds the GIL there) calls it before.
+  void finish_work_in_flight();
 
  private:
   struct Staging;
@@ -120,6 +142,8 @@ class Session {
   void disable_graphs(const std::string& reason);
   void wait_for(cudaStream_t producer, cudaStream_t consumer);
   void synchronize(cudaStream_t stream);
+  void wait_until_done();  // for done_event_, as options_.sync says
+  void check_host_memory(const cuda::HostBuffer& buffer);
   void finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled, cudaStream_t stream);
 
   std::shared_ptr<Engine> engine_;
@@ -165,6 +189,8 @@ class Session {
   std::vector<std::unique_ptr<GraphEntry>> graphs_;
   std::uint64_t tick_ = 0;
   bool graphs_enabled_;
+  bool in_flight_ = false;  // an interrupted call's work may still run (up to done_event_)
+  bool warned_pageable_ = false;
   mutable SessionStats stats_;
 };
 

@@ -126,7 +126,7 @@ class Runtime:
         ...
 class Session:
     """
-    One execution context with its stream, buffers and CUDA graphs. One thread at a time.
+    One execution context with its stream, buffers and CUDA graphs. One thread at a time. Ctrl-C interrupts a call's wait for the GPU within about 20 ms with sync='spin'; with sync='blocking' it takes effect when the GPU work ends.
     """
     def __call__(self, *args, **kwargs):
         """
