@@ -518,12 +518,13 @@ void Session::synchronize(cudaStream_t stream) {
 }
 
 void Session::wait_until_done() {
-  if (options_.sync == cuda::SyncMode::Blocking || !options_.interrupted) {
-    done_event_.synchronize();  // spins or blocks, as the event was created
+  if (options_.sync == cuda::SyncMode::Blocking) {
+    done_event_.synchronize();  // sleeps until the GPU wakes it
     return;
   }
-  // Spins as cudaEventSynchronize would. A short wait reads no clock and asks nobody; a long one
-  // asks options_.interrupted every kInterruptCheckPeriod.
+  // Spins as cudaEventSynchronize would, with or without a hook, so that a session waits alike
+  // from C++ and from Python. A short wait reads no clock and asks nobody; a long one asks
+  // options_.interrupted every kInterruptCheckPeriod.
   std::uint64_t polls = 0;
   std::chrono::steady_clock::time_point next_check;
   while (!done_event_.query()) {
@@ -534,7 +535,7 @@ void Session::wait_until_done() {
     if (polls == kPollsPerClockRead) {
       next_check = now + kInterruptCheckPeriod;
     } else if (now >= next_check) {
-      if (options_.interrupted()) {
+      if (options_.interrupted && options_.interrupted()) {
         throw Interrupted("the wait for the GPU was interrupted");
       }
       next_check = now + kInterruptCheckPeriod;
