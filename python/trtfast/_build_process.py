@@ -137,7 +137,7 @@ def _logging_levels() -> dict[str, int]:
     """The levels the child's ``trtfast`` loggers need to send what this process would log."""
     names = ["trtfast"] + [
         name
-        for name, entry in logging.Logger.manager.loggerDict.items()
+        for name, entry in list(logging.Logger.manager.loggerDict.items())
         if name.startswith("trtfast.") and isinstance(entry, logging.Logger)
     ]
     return {name: logging.getLogger(name).getEffectiveLevel() for name in names}
