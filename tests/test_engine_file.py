@@ -23,13 +23,9 @@ from hypothesis import strategies as st
 import trtfast
 from trtfast import EngineFormatError, EngineInfo, TensorSpec, _core, engine_file
 
-HEADER_CRC_AT = 16  # see cpp/include/trtfast/engine_file.hpp
-
-
-def fake_plan(payload: bytes = b"", version: tuple[int, int, int, int] = (11, 4, 0, 7)) -> bytes:
-    """Bytes that start like a TensorRT plan: the tag 'ftrt', layout 0, the TensorRT version
-    at bytes 24..27 (as trtexec --getPlanVersionOnly reads it)."""
-    return b"ftrt" + struct.pack("<I", 0) + bytes(16) + bytes(version) + payload
+# The fuzzer's harness knows the layout of plans and headers; the tests share it.
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+from engine_file_fuzz import HEADER_CRC_AT, fake_plan
 
 
 def sample_info(**changes: Any) -> EngineInfo:

@@ -217,31 +217,25 @@ const void* Session::host_result(int output) const noexcept {
 }
 
 Session::Staging& Session::input_staging(int input) {
-  auto& staging = input_staging_[static_cast<std::size_t>(input)];
-  if (!staging) {
-    const std::size_t capacity = input_capacity_[static_cast<std::size_t>(input)];
-    auto created = std::make_unique<Staging>();
-    created->device = cuda::DeviceBuffer(capacity, device_);
-    created->host = cuda::HostBuffer(capacity);
-    check_host_memory(created->host);
-    staging = std::move(created);
-    graphs_.clear();  // captured graphs never refer to freed or new memory
-  }
-  return *staging;
+  const auto i = static_cast<std::size_t>(input);
+  return staging(input_staging_[i], input_capacity_[i]);
 }
 
 Session::Staging& Session::output_staging(int output) {
-  auto& staging = output_staging_[static_cast<std::size_t>(output)];
-  if (!staging) {
-    const std::size_t capacity = output_capacity_[static_cast<std::size_t>(output)];
+  const auto j = static_cast<std::size_t>(output);
+  return staging(output_staging_[j], output_capacity_[j]);
+}
+
+Session::Staging& Session::staging(std::unique_ptr<Staging>& slot, std::size_t capacity) {
+  if (!slot) {
     auto created = std::make_unique<Staging>();
     created->device = cuda::DeviceBuffer(capacity, device_);
     created->host = cuda::HostBuffer(capacity);
     check_host_memory(created->host);
-    staging = std::move(created);
-    graphs_.clear();
+    slot = std::move(created);
+    graphs_.clear();  // captured graphs never refer to freed or new memory
   }
-  return *staging;
+  return *slot;
 }
 
 std::shared_ptr<Session::Block> Session::acquire_block() {

@@ -252,7 +252,7 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
 # --- seeds ---------------------------------------------------------------------------------------
 
 
-def fake_plan(payload: bytes, version: tuple[int, int, int, int] = (11, 4, 0, 7)) -> bytes:
+def fake_plan(payload: bytes = b"", version: tuple[int, int, int, int] = (11, 4, 0, 7)) -> bytes:
     """Bytes that start like a TensorRT plan: the tag 'ftrt', layout 0, and at bytes 24..27 the
     TensorRT version that built it."""
     return b"ftrt" + struct.pack("<I", 0) + bytes(16) + bytes(version) + payload

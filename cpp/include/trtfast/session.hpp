@@ -129,6 +129,8 @@ class Session {
   void size_buffers();
   Staging& input_staging(int input);
   Staging& output_staging(int output);
+  // The staging in `slot`, created (capacity bytes each side) on first use.
+  Staging& staging(std::unique_ptr<Staging>& slot, std::size_t capacity);
   std::shared_ptr<Block> acquire_block();
   void resolve_addresses(const TensorArg* inputs, const OutputArg* outputs,
                          std::shared_ptr<Block>& block);
