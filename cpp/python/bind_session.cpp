@@ -83,25 +83,41 @@ Signature make_signature(const py::list& inputs, const py::list& outputs, int nu
   return Signature(std::move(input_infos), std::move(output_infos), num_profiles);
 }
 
-// Marks a session busy for one call: a second thread gets a clear error, never a race.
-class CallScope {
+constexpr const char* kCallRefusal =
+    "this Session is running a call on another thread; give each thread its own session, or use "
+    "Session.submit or Engine.__call__, which keep a pool";
+constexpr const char* kCloseRefusal =
+    "this Session is running a call on another thread; close it after the call";
+constexpr const char* kUnbindRefusal =
+    "this Session is running a call on another thread; unbind it after the call";
+
+// Marks a session busy while one thread uses it (a call, bind, unbind, close): another thread
+// gets `refusal`, never a race, even while the first waits for the GPU without the GIL.
+class BusyScope {
  public:
-  CallScope(std::atomic<bool>& busy, Keep& keep) : busy_(busy), keep_(keep) {
+  BusyScope(std::atomic<bool>& busy, const char* refusal) : busy_(busy) {
     if (busy_.exchange(true)) {
-      throw Error(
-          "this Session is running a call on another thread; give each thread its own "
-          "session, or use Session.submit or Engine.__call__, which keep a pool");
+      throw Error(refusal);
     }
   }
-  ~CallScope() {
-    keep_.clear();
-    busy_.store(false);
-  }
+  ~BusyScope() { busy_.store(false); }
+  BusyScope(const BusyScope&) = delete;
+  BusyScope& operator=(const BusyScope&) = delete;
+
+ private:
+  std::atomic<bool>& busy_;
+};
+
+// One call: busy, and the tensors it read let go of at its end.
+class CallScope {
+ public:
+  CallScope(std::atomic<bool>& busy, Keep& keep) : busy_(busy, kCallRefusal), keep_(keep) {}
+  ~CallScope() { keep_.clear(); }
   CallScope(const CallScope&) = delete;
   CallScope& operator=(const CallScope&) = delete;
 
  private:
-  std::atomic<bool>& busy_;
+  BusyScope busy_;
   Keep& keep_;
 };
 
@@ -167,7 +183,8 @@ class PySession {
       py::gil_scoped_release release;
       session_ = std::make_unique<Session>(std::move(engine), std::move(options));
     }
-    reader_ = std::make_unique<TensorReader>(session_->signature());
+    reader_ = std::make_unique<TensorReader>(session_->signature(), session_->device());
+    releases_ = std::make_shared<PendingReleases>(session_->device());
     const std::size_t inputs = session_->signature().inputs().size();
     const std::size_t outputs = session_->signature().outputs().size();
     inputs_.resize(inputs);
@@ -176,7 +193,8 @@ class PySession {
     pooled_.resize(outputs);
     results_.resize(outputs);
     given_.assign(outputs, false);
-    keep_.reserve(2 * (inputs + outputs) + 2);
+    // Each tensor, what owns its memory, and a host copy or mapping copy: no growth per call.
+    keep_.reserve(3 * (inputs + outputs) + 2);
   }
 
   Session& session() const {
@@ -225,14 +243,13 @@ class PySession {
     }
     CallScope scope(busy_, keep_);
     settle(session);
+    releases_->poll();  // blocks whose consumers are done go back to the pool first
     reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
-    for (cudaStream_t producer : keep_.streams()) {
-      session.order_after(producer);
-    }
     session.prepare(inputs_.data());
     const bool device_mode = any_device(inputs_);
     read_outputs(session, out, device_mode, outputs_, keep_);
     try {
+      wait_for_producers(session, keep_);
       without_gil([&] { session.execute(inputs_.data(), outputs_.data(), pooled_.data()); });
     } catch (...) {
       if (session.work_in_flight()) {
@@ -256,21 +273,21 @@ class PySession {
   py::dict bind(const py::object& inputs, const py::object& outputs) {
     Session& session = this->session();
     CallScope scope(busy_, keep_);
-    settle(session);
-    unbind();
+    unbind_now(session);
     bound_inputs_.resize(inputs_.size());
     bound_outputs_.resize(outputs_.size());
-    reader_->read_inputs(inputs, py::none(), bound_inputs_, present_, bound_keep_,
+    // A copy of the caller's dict (which it may change later), read: bound_keep_ holds the copy
+    // and every tensor in it for as long as the binding lasts.
+    py::object mapping = inputs;
+    if (!inputs.is_none() && PyDict_Check(inputs.ptr())) {
+      mapping = py::reinterpret_steal<py::object>(PyDict_Copy(inputs.ptr()));
+      if (!mapping) {
+        throw py::error_already_set();
+      }
+      bound_keep_.hold(mapping);
+    }
+    reader_->read_inputs(mapping, py::none(), bound_inputs_, present_, bound_keep_,
                          session.device_stream());
-    if (inputs.is_none() || !PyDict_Check(inputs.ptr())) {
-      // read_inputs held a dict copy; the caller's tensors must stay alive as long as the binding.
-      bound_keep_.hold(inputs);
-    } else {
-      bound_keep_.hold(py::dict(inputs));
-    }
-    for (cudaStream_t producer : bound_keep_.streams()) {
-      session.order_after(producer);
-    }
     session.prepare(bound_inputs_.data());
     const bool device_mode = any_device(bound_inputs_);
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
@@ -281,6 +298,7 @@ class PySession {
       }
     }
     read_outputs(session, outputs, device_mode, bound_outputs_, bound_keep_);
+    wait_for_producers(session, bound_keep_);
     // Outputs the caller did not give get buffers of their own for the binding's lifetime.
     py::dict result;
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
@@ -312,19 +330,19 @@ class PySession {
   }
 
   void unbind() {
+    BusyScope scope(busy_, kUnbindRefusal);
     if (session_) {
-      settle(*session_);  // the bound tensors may still be in use
+      unbind_now(*session_);
     }
-    bound_ = false;
-    bound_result_ = py::dict();
-    bound_keep_.clear();
   }
 
   void close() {
-    if (busy_.load()) {
-      throw Error("this Session is running a call on another thread; close it after the call");
+    // Busy until closed: a call cannot start while close waits for work in flight.
+    BusyScope scope(busy_, kCloseRefusal);
+    if (!session_) {
+      return;
     }
-    unbind();  // waits for an interrupted call's work first
+    unbind_now(*session_);  // waits for an interrupted call's work first
     std::unique_ptr<Session> closing = std::move(session_);
     py::gil_scoped_release release;
     closing.reset();
@@ -361,6 +379,30 @@ class PySession {
       }
     }
     return false;
+  }
+
+  // The caller holds busy_. The bound tensors may still be in use: settle first.
+  void unbind_now(Session& session) {
+    settle(session);
+    bound_ = false;
+    bound_result_ = py::dict();
+    bound_keep_.clear();
+  }
+
+  // __cuda_array_interface__ v3: nothing touches a tensor before its producer's stream is
+  // waited on. Device memory: the session's stream waits on the GPU; pinned host memory, which
+  // the CPU copies: this thread waits, without the GIL.
+  static void wait_for_producers(Session& session, const Keep& keep) {
+    for (cudaStream_t producer : keep.streams()) {
+      session.order_after(producer);
+    }
+    if (!keep.host_streams().empty()) {
+      without_gil([&] {
+        for (cudaStream_t producer : keep.host_streams()) {
+          cuda::StreamView(producer).synchronize();
+        }
+      });
+    }
   }
 
   // Outputs follow the inputs: host arrays in, numpy out; any device array in, device arrays out.
@@ -425,6 +467,7 @@ class PySession {
       array.shape = session.result_shape(static_cast<int>(j));
       array.dtype = info.dtype;
       array.device = session.device();
+      array.releases = releases_;  // one reference count, no allocation
       pooled_[j] = DeviceOutput{};
       return py::cast(std::move(array));
     }
@@ -498,6 +541,7 @@ class PySession {
   std::atomic<bool> busy_{false};
   std::vector<std::pair<SessionWarning, std::string>> warnings_;
   Keep in_flight_keep_;  // the tensors of an interrupted call whose work may still run
+  std::shared_ptr<PendingReleases> releases_;
   // Per call, sized once.
   std::vector<TensorArg> inputs_;
   std::vector<bool> present_;
@@ -556,19 +600,21 @@ void bind_engine(py::module_& module) {
       .def_property_readonly("num_profiles", &Signature::num_profiles)
       .def(
           "check",
-          [](const Signature& signature, const py::object& inputs, int device) {
-            TensorReader reader(signature);
+          [](const Signature& signature, const py::object& inputs, int device, int current) {
+            TensorReader reader(signature, device);
             std::vector<TensorArg> args(signature.inputs().size());
             std::vector<bool> present(args.size(), false);
             Keep keep;
+            // No consumer stream: nothing runs on the GPU here.
             reader.read_inputs(inputs, py::none(), args, present, keep, nullptr);
-            const int profile = signature.check_inputs(args.data(), device, -1);
+            const int profile = signature.check_inputs(args.data(), device, current);
             keep.clear();
             return profile;
           },
-          py::arg("inputs"), py::arg("device") = 0,
+          py::arg("inputs"), py::arg("device") = 0, py::arg("current") = -1,
           "Checks a call's inputs as a session would; returns the profile that accepts them or "
-          "raises InputError.");
+          "raises InputError. Like a session, keeps `current` (the profile in use, -1 for none) "
+          "while it accepts the shapes, else takes the first that does.");
 
   py::class_<Engine, std::shared_ptr<Engine>>(module, "Engine",
                                               "Something sessions run: one executor each.")

@@ -19,7 +19,7 @@ void bind_timing(py::module_& module) {
       [](const std::shared_ptr<Engine>& engine, const py::object& inputs, int iterations,
          int warmup) {
         const Signature& signature = engine->signature();
-        TensorReader reader(signature);
+        TensorReader reader(signature, engine->device());
         std::vector<TensorArg> args(signature.inputs().size());
         std::vector<bool> present(args.size(), false);
         Keep keep;

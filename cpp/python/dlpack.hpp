@@ -19,6 +19,14 @@ constexpr std::uint8_t kBool = 6;
 
 constexpr std::uint64_t kFlagReadOnly = 1;
 
+// The major version trtfast reads; a tensor of another major must not be touched (only deleted).
+constexpr std::uint32_t kMajorVersion = 1;
+
+// Stream values of __dlpack__(stream=...) for CUDA besides handles.
+constexpr std::int64_t kStreamNoSync = -1;
+constexpr std::int64_t kStreamLegacy = 1;
+constexpr std::int64_t kStreamPerThread = 2;
+
 constexpr const char* kCapsule = "dltensor";
 constexpr const char* kCapsuleVersioned = "dltensor_versioned";
 constexpr const char* kCapsuleUsed = "used_dltensor";

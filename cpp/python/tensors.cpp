@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "dlpack.hpp"
 #include "trtfast/cuda.hpp"
@@ -34,6 +35,9 @@ struct Names {
   py::str data{"data"};
   py::str strides{"strides"};
   py::str stream{"stream"};
+  py::str mask{"mask"};
+  py::str max_version{"max_version"};
+  py::tuple dlpack_version{py::make_tuple(dlpack::kMajorVersion, 0)};
 };
 
 const Names& names() {
@@ -345,17 +349,35 @@ bool dtype_from_typestr(const std::string& typestr, DataType& out) {
 }
 
 cudaStream_t stream_from_int(std::int64_t value) {
-  if (value == 1) {
+  if (value == dlpack::kStreamLegacy) {
     return cudaStreamLegacy;
   }
-  if (value == 2) {
+  if (value == dlpack::kStreamPerThread) {
     return cudaStreamPerThread;
   }
   return reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(value));
 }
 
+// The device of a stream handle; -1 for the default streams (they follow the current device) or
+// where this CUDA cannot tell.
+int stream_device(cudaStream_t stream) {
+  if (stream == cudaStreamLegacy || stream == cudaStreamPerThread || stream == nullptr) {
+    return -1;
+  }
+#if CUDART_VERSION >= 12080
+  int device = -1;
+  if (cudaStreamGetDevice(stream, &device) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return device;
+#else
+  return -1;
+#endif
+}
+
 void read_cuda_array_interface(py::handle interface, const TensorInfo& info, bool is_output,
-                               TensorArg& arg, Keep& keep) {
+                               TensorArg& arg, Keep& keep, int session_device) {
   const Names& n = names();
   const char* role = role_of(is_output);
   if (!PyDict_Check(interface.ptr())) {
@@ -363,6 +385,11 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
                      "': __cuda_array_interface__ is not a dict");
   }
   const auto dict = py::reinterpret_borrow<py::dict>(interface);
+  if (dict.contains(n.mask) && !dict[n.mask].is_none()) {
+    throw InputError(std::string(role) + " '" + info.name +
+                     "': expected an array without a mask, received a masked "
+                     "__cuda_array_interface__ array");
+  }
   const std::string typestr = py::str(dict[n.typestr]);
   if (!dtype_from_typestr(typestr, arg.dtype)) {
     throw_dtype(role, info, "typestr '" + typestr + "'");
@@ -382,34 +409,64 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
     arg.contiguous =
         compact(arg.shape, values.data(), static_cast<std::int64_t>(dtype_size(arg.dtype)));
   }
+  // v3: the consumer waits on the producer's stream before it reads or writes the data.
+  cudaStream_t producer = nullptr;
+  bool has_producer = false;
   if (dict.contains(n.stream) && !dict[n.stream].is_none()) {
-    keep.add_stream(stream_from_int(dict[n.stream].cast<std::int64_t>()));
+    const auto value = dict[n.stream].cast<std::int64_t>();
+    if (value == 0) {
+      throw InputError(std::string(role) + " '" + info.name +
+                       "': its __cuda_array_interface__ stream is 0, which the protocol "
+                       "forbids as ambiguous (1 is the legacy default stream, 2 the per-thread "
+                       "one)");
+    }
+    producer = stream_from_int(value);
+    has_producer = true;
   }
   arg.location = Location::Device;
   arg.device = -1;
   if (arg.data == nullptr) {
-    arg.device = cuda::current_device();  // empty arrays may have no memory at all
-    return;
-  }
-  cudaPointerAttributes attributes{};
-  const cudaError_t status = cudaPointerGetAttributes(&attributes, arg.data);
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-  }
-  if (status != cudaSuccess || attributes.type == cudaMemoryTypeUnregistered) {
-    throw InputError(std::string(role) + " '" + info.name +
-                     "': its __cuda_array_interface__ "
-                     "pointer is not CUDA memory");
-  }
-  if (attributes.type == cudaMemoryTypeHost) {
-    arg.location = Location::Host;  // pinned host memory: staged like any host array
-    if (!arg.contiguous) {
+    if (arg.shape.volume() != 0) {
       throw InputError(std::string(role) + " '" + info.name +
-                       "': expected a contiguous array, received a strided one");
+                       "': its __cuda_array_interface__ pointer is null, but its shape " +
+                       arg.shape.str() + " holds elements");
     }
-    return;
+    arg.device = session_device;  // an empty array has no memory, so no device of its own
+  } else {
+    cudaPointerAttributes attributes{};
+    const cudaError_t status = cudaPointerGetAttributes(&attributes, arg.data);
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+    }
+    if (status != cudaSuccess || attributes.type == cudaMemoryTypeUnregistered) {
+      throw InputError(std::string(role) + " '" + info.name +
+                       "': its __cuda_array_interface__ "
+                       "pointer is not CUDA memory");
+    }
+    if (attributes.type == cudaMemoryTypeHost) {
+      arg.location = Location::Host;  // pinned host memory: staged like any host array
+      if (!arg.contiguous) {
+        throw InputError(std::string(role) + " '" + info.name +
+                         "': expected a contiguous array, received a strided one");
+      }
+      if (has_producer) {
+        keep.add_host_stream(producer);  // the CPU copies it: the CPU waits
+      }
+      return;
+    }
+    arg.device = attributes.device;
   }
-  arg.device = attributes.device;
+  if (has_producer) {
+    const int device = stream_device(producer);
+    if (device >= 0 && device != arg.device) {
+      throw InputError(
+          std::string(role) + " '" + info.name +
+          "': its __cuda_array_interface__ stream belongs to cuda:" + std::to_string(device) +
+          ", the array to cuda:" + std::to_string(arg.device) +
+          "; expected a stream of the array's device");
+    }
+    keep.add_stream(producer);
+  }
 }
 
 void read_dlpack(py::handle value, const TensorInfo& info, bool is_output, TensorArg& arg,
@@ -428,16 +485,35 @@ void read_dlpack(py::handle value, const TensorInfo& info, bool is_output, Tenso
     throw InputError(std::string(role) + " '" + info.name + "': DLPack device type " +
                      std::to_string(device_type) + " is neither host nor CUDA memory");
   }
-  // The producer orders its pending work before `consumer`.
-  const py::object capsule =
-      value.attr(n.dlpack)(py::arg("stream") = reinterpret_cast<std::uintptr_t>(consumer));
+  // The producer orders its pending work before `consumer`; a check that runs no GPU work
+  // (no consumer) asks for no ordering: -1, since the array API forbids 0 as ambiguous.
+  const py::object stream = consumer == nullptr
+                                ? py::object(py::int_(dlpack::kStreamNoSync))
+                                : py::object(py::int_(reinterpret_cast<std::uintptr_t>(consumer)));
+  py::object capsule;
+  try {
+    capsule =
+        value.attr(n.dlpack)(py::arg("stream") = stream, py::arg("max_version") = n.dlpack_version);
+  } catch (py::error_already_set& error) {
+    if (!error.matches(PyExc_TypeError)) {
+      throw;
+    }
+    // A producer older than DLPack 1.0 takes no max_version.
+    capsule = value.attr(n.dlpack)(py::arg("stream") = stream);
+  }
   dlpack::Tensor* tensor = nullptr;
   bool read_only = false;
   if (PyCapsule_IsValid(capsule.ptr(), dlpack::kCapsuleVersioned)) {
     auto* managed = static_cast<dlpack::ManagedTensorVersioned*>(
         PyCapsule_GetPointer(capsule.ptr(), dlpack::kCapsuleVersioned));
     PyCapsule_SetName(capsule.ptr(), dlpack::kCapsuleVersionedUsed);
-    keep.hold_dlpack(managed, true);
+    keep.hold_dlpack(managed, true);  // deleted by keep, whatever its version
+    if (managed->version.major != dlpack::kMajorVersion) {
+      throw InputError(std::string(role) + " '" + info.name + "': its DLPack tensor has version " +
+                       std::to_string(managed->version.major) + "." +
+                       std::to_string(managed->version.minor) + "; expected major version " +
+                       std::to_string(dlpack::kMajorVersion));
+    }
     tensor = &managed->dl_tensor;
     read_only = (managed->flags & dlpack::kFlagReadOnly) != 0;
   } else if (PyCapsule_IsValid(capsule.ptr(), dlpack::kCapsule)) {
@@ -503,6 +579,7 @@ void Keep::reserve(std::size_t count) {
   objects_.reserve(count);
   dlpack_.reserve(count);
   streams_.reserve(count);
+  host_streams_.reserve(count);
 }
 
 void Keep::hold_dlpack(void* managed, bool versioned) { dlpack_.push_back({managed, versioned}); }
@@ -524,11 +601,56 @@ void Keep::clear() {
   dlpack_.clear();
   objects_.clear();
   streams_.clear();
+  host_streams_.clear();
+}
+
+// --- PendingReleases -----------------------------------------------------------------------------
+
+void PendingReleases::defer(cudaStream_t consumer, std::shared_ptr<const void> owner) noexcept {
+  try {
+    cuda::Event done = [&] {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (spare_.empty()) {
+        return cuda::Event(device_);
+      }
+      cuda::Event event = std::move(spare_.back());
+      spare_.pop_back();
+      return event;
+    }();
+    done.record(cuda::StreamView(consumer));
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.push_back({std::move(done), std::move(owner)});
+    any_.store(true, std::memory_order_release);
+  } catch (...) {
+    // No event to order by (e.g. a stream of another device): wait here instead.
+    cudaStreamSynchronize(consumer);
+    cudaGetLastError();
+  }
+}
+
+void PendingReleases::poll() {
+  if (!any_.load(std::memory_order_acquire)) {
+    return;
+  }
+  std::vector<std::shared_ptr<const void>> released;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto kept = pending_.begin();
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if (it->done.query()) {
+      released.push_back(std::move(it->owner));
+      spare_.push_back(std::move(it->done));
+    } else {
+      *kept++ = std::move(*it);
+    }
+  }
+  pending_.erase(kept, pending_.end());
+  any_.store(!pending_.empty(), std::memory_order_release);
 }
 
 // --- TensorReader --------------------------------------------------------------------------------
 
-TensorReader::TensorReader(const Signature& signature) : signature_(&signature) {
+TensorReader::TensorReader(const Signature& signature, int device)
+    : signature_(&signature), device_(device) {
   for (std::size_t i = 0; i < signature.inputs().size(); ++i) {
     input_indices_[py::str(signature.inputs()[i].name)] = i;
     input_dtypes_.push_back(numpy_dtype(signature.inputs()[i].dtype));
@@ -543,6 +665,9 @@ TensorReader::TensorReader(const Signature& signature) : signature_(&signature) 
 void TensorReader::read(py::handle value, const TensorInfo& info, bool is_output, TensorArg& arg,
                         Keep& keep, cudaStream_t consumer) const {
   const Names& n = names();
+  // Whatever the caller does with its mapping or its names meanwhile, the memory this call (or
+  // binding) reads and writes stays alive: one reference, no allocation (keep is reserved).
+  keep.hold(py::reinterpret_borrow<py::object>(value));
   auto& api = py::detail::npy_api::get();
   if (api.PyArray_Check_(value.ptr())) {
     read_numpy(py::reinterpret_borrow<py::array>(value), info, is_output, arg, keep);
@@ -566,7 +691,7 @@ void TensorReader::read(py::handle value, const TensorInfo& info, bool is_output
   }
   if (PyObject* interface = PyObject_GetAttr(value.ptr(), n.cuda_array_interface.ptr())) {
     read_cuda_array_interface(py::reinterpret_steal<py::object>(interface), info, is_output, arg,
-                              keep);
+                              keep, device_);
     return;
   }
   PyErr_Clear();
@@ -673,8 +798,17 @@ struct Export {
   Managed managed{};
   std::shared_ptr<const void> owner;
   std::array<std::int64_t, kMaxRank> shape{};
+  // A pooled block, and the stream the consumer named: its release waits for that stream's work.
+  std::shared_ptr<PendingReleases> releases;
+  cudaStream_t consumer = nullptr;
 
-  static void deleter(Managed* self) { delete static_cast<Export*>(self->manager_ctx); }
+  static void deleter(Managed* self) {
+    auto* exported = static_cast<Export*>(self->manager_ctx);
+    if (exported->releases) {
+      exported->releases->defer(exported->consumer, std::move(exported->owner));
+    }
+    delete exported;
+  }
 };
 
 dlpack::DataType to_dlpack(DataType dtype) {
@@ -722,7 +856,7 @@ const char* typestr(DataType dtype) {
 }
 
 template <typename Managed>
-void fill_tensor(Export<Managed>& exported, const DeviceArray& array) {
+void fill_tensor(Export<Managed>& exported, const DeviceArray& array, const py::object& stream) {
   for (int i = 0; i < array.shape.rank; ++i) {
     exported.shape[static_cast<std::size_t>(i)] = array.shape.d[static_cast<std::size_t>(i)];
   }
@@ -735,6 +869,13 @@ void fill_tensor(Export<Managed>& exported, const DeviceArray& array) {
   tensor.strides = nullptr;  // compact row-major
   tensor.byte_offset = 0;
   exported.owner = array.owner;
+  // DLPack's CUDA streams: None and 1 the legacy default stream, 2 the per-thread one, -1 none
+  // named (the consumer orders its work itself), anything else a handle.
+  const std::int64_t value = stream.is_none() ? dlpack::kStreamLegacy : stream.cast<std::int64_t>();
+  if (array.releases && value != dlpack::kStreamNoSync) {
+    exported.releases = array.releases;
+    exported.consumer = value == 0 ? cudaStreamLegacy : stream_from_int(value);
+  }
   exported.managed.manager_ctx = &exported;
   exported.managed.deleter = &Export<Managed>::deleter;
 }
@@ -750,10 +891,10 @@ void release_unconsumed(PyObject* capsule, const char* name) {
   }
 }
 
-py::object to_capsule(const DeviceArray& array, bool versioned) {
+py::object to_capsule(const DeviceArray& array, bool versioned, const py::object& stream) {
   if (versioned) {
     auto exported = std::make_unique<Export<dlpack::ManagedTensorVersioned>>();
-    fill_tensor(*exported, array);
+    fill_tensor(*exported, array, stream);
     exported->managed.version = {1, 0};
     exported->managed.flags = 0;
     PyObject* capsule =
@@ -767,7 +908,7 @@ py::object to_capsule(const DeviceArray& array, bool versioned) {
     return py::reinterpret_steal<py::object>(capsule);
   }
   auto exported = std::make_unique<Export<dlpack::ManagedTensor>>();
-  fill_tensor(*exported, array);
+  fill_tensor(*exported, array, stream);
   PyObject* capsule = PyCapsule_New(&exported->managed, dlpack::kCapsule, [](PyObject* c) {
     release_unconsumed<dlpack::ManagedTensor>(c, dlpack::kCapsule);
   });
@@ -823,9 +964,10 @@ void bind_device_array(py::module_& module) {
           })
       .def(
           "__dlpack__",
-          [](const DeviceArray& a, const py::object& /*stream*/, const py::object& max_version,
+          [](const DeviceArray& a, const py::object& stream, const py::object& max_version,
              const py::object& dl_device, const py::object& copy) {
-            // The data is complete (the session synchronized), so no stream needs ordering.
+            // The data is complete (the session synchronized), so no stream needs ordering
+            // before the consumer's work; `stream` orders the block's reuse after it.
             if (!dl_device.is_none()) {
               const py::tuple wanted = dl_device;
               if (wanted[0].cast<int>() != dlpack::kCUDA || wanted[1].cast<int>() != a.device) {
@@ -838,7 +980,7 @@ void bind_device_array(py::module_& module) {
             }
             const bool versioned =
                 !max_version.is_none() && py::tuple(max_version)[0].cast<int>() >= 1;
-            return to_capsule(a, versioned);
+            return to_capsule(a, versioned, stream);
           },
           py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
           py::arg("dl_device") = py::none(), py::arg("copy") = py::none())

@@ -30,9 +30,11 @@ constexpr std::size_t kHeaderAlignment = 64;
 constexpr std::uint64_t kMaxHeaderSize = 64ull << 20;
 constexpr std::uint32_t kFlagHostCode = 1u;
 
-// TensorRT's own plan header: the 32-bit tag "ftrt", then a layout version; with layout 0 bytes
-// 24..27 hold the version of TensorRT that built it (major, minor, patch, build).
+// TensorRT's own plan header: the 32-bit tag "ftrt" ("vtrt" from TensorRT-RTX), then a layout
+// version; with layout 0 bytes 24..27 hold the version of TensorRT that built it (major, minor,
+// patch, build).
 constexpr char kPlanTag[] = "ftrt";
+constexpr char kRtxPlanTag[] = "vtrt";
 constexpr std::size_t kPlanTagSize = 4;
 constexpr std::size_t kPlanHeaderSize = 28;
 constexpr std::size_t kPlanVersionOffset = 24;
@@ -41,7 +43,8 @@ constexpr std::size_t kProbeSize = 64;
 constexpr std::size_t kStreamChunk = 1u << 20;
 
 const std::string kExpected =
-    "trtfast engines start with the bytes \\x89TRTFAST, TensorRT plans with 'ftrt'";
+    "trtfast engines start with the bytes \\x89TRTFAST, TensorRT plans with 'ftrt', TensorRT-RTX "
+    "plans with 'vtrt'";
 
 // --- checksums ---------------------------------------------------------------------------------
 
@@ -447,15 +450,19 @@ std::size_t align_up(std::size_t value) {
 
 // --- parsing -----------------------------------------------------------------------------------
 
-EngineFileInfo parse_raw_plan(const Source& source, const std::uint8_t* probe, std::size_t size) {
+EngineFileInfo parse_raw_plan(const Source& source, const std::uint8_t* probe, std::size_t size,
+                              Edition edition) {
   if (size < kPlanHeaderSize) {
-    throw EngineFormatError(
-        source.name() + " is truncated: it starts with TensorRT's plan tag 'ftrt' but has only " +
-        std::to_string(size) + " bytes, fewer than a plan header (" +
-        std::to_string(kPlanHeaderSize) + ")");
+    const char* tag =
+        edition == Edition::Rtx ? "TensorRT-RTX's plan tag 'vtrt'" : "TensorRT's plan tag 'ftrt'";
+    throw EngineFormatError(source.name() + " is truncated: it starts with " + tag +
+                            " but has only " + std::to_string(size) +
+                            " bytes, fewer than a plan header (" + std::to_string(kPlanHeaderSize) +
+                            ")");
   }
   EngineFileInfo info;
   info.raw_plan = true;
+  info.edition = edition;
   info.plan_offset = 0;
   info.plan_size = source.size();
   if (load_le32(probe + kPlanTagSize) == 0 && probe[kPlanVersionOffset] != 0) {
@@ -586,7 +593,10 @@ EngineFileInfo identify(const Source& source) {
   }
   const std::size_t tag_checked = std::min(probe_size, kPlanTagSize);
   if (std::memcmp(probe, kPlanTag, tag_checked) == 0) {
-    return parse_raw_plan(source, probe, probe_size);
+    return parse_raw_plan(source, probe, probe_size, Edition::Unknown);
+  }
+  if (std::memcmp(probe, kRtxPlanTag, tag_checked) == 0) {
+    return parse_raw_plan(source, probe, probe_size, Edition::Rtx);
   }
   const std::string guess = guess_format(source, probe, probe_size);
   throw EngineFormatError(source.name() +

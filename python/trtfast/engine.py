@@ -102,6 +102,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._closing = False  # set under _pool_lock: no pool starts once close began
         self._local = threading.local()
         self._worker_sessions: list[Session] = []
 
@@ -116,17 +117,15 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     ) -> Future[dict[str, Any]]:
         """Runs a call on a pool of worker threads, each with an execution context of its own
         (same options as this session), and returns its Future at once."""
-        if self.closed:
-            raise RuntimeError("this Session is closed")
-        return self._start_pool().submit(self._run_on_worker, inputs, out, named)
-
-    def _start_pool(self) -> ThreadPoolExecutor:
+        # Under the lock, so a close() that began cannot miss a pool started here.
         with self._pool_lock:
+            if self._closing or self.closed:
+                raise RuntimeError("this Session is closed")
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     max_workers=self._workers, thread_name_prefix="trtfast-session"
                 )
-            return self._pool
+            return self._pool.submit(self._run_on_worker, inputs, out, named)
 
     def _run_on_worker(
         self, inputs: Mapping[str, Any] | None, out: Any, named: dict[str, Any]
@@ -143,12 +142,14 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     def close(self) -> None:
         """Waits for submitted calls, then frees the contexts, buffers and graphs."""
         with self._pool_lock:
+            self._closing = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
-        for session in self._worker_sessions:
+            pool.shutdown(wait=True)  # runs what was submitted: no worker session starts after
+        with self._pool_lock:
+            workers, self._worker_sessions = self._worker_sessions, []
+        for session in workers:
             session.close()
-        self._worker_sessions.clear()
         super().close()
 
     def __enter__(self) -> Session:

@@ -164,7 +164,7 @@ class EngineInfo:
     format_version: int
     #: "11.4.0"; for a raw plan read from the plan's own header, "" when it has none
     tensorrt_version: str
-    #: "standard" or "rtx"; "" when unknown (raw plan)
+    #: "standard" or "rtx"; "" when unknown (a bare plan tagged 'ftrt'; TensorRT-RTX plans say so)
     edition: str
     gpu_name: str
     compute_capability: tuple[int, int]
@@ -410,7 +410,8 @@ def summary(info: EngineInfo, name: str = "") -> str:
         lines.append(f"{label:<15}{value}")
 
     if info.raw_plan:
-        lines.append(f"{prefix}bare TensorRT plan (no trtfast header)")
+        product = "TensorRT-RTX" if info.edition == "rtx" else "TensorRT"
+        lines.append(f"{prefix}bare {product} plan (no trtfast header)")
         version = info.tensorrt_version or "unknown"
         row("TensorRT", f"{version} (from the plan's own header)")
         row("plan", f"{info.plan_size:,} bytes")
@@ -423,7 +424,11 @@ def summary(info: EngineInfo, name: str = "") -> str:
     lines.append(f"{prefix}trtfast engine, format version {info.format_version}")
     row("TensorRT", f"{info.tensorrt_version or 'unknown'} ({info.edition} edition)")
     major, minor = info.compute_capability
-    row("GPU", f"{info.gpu_name or 'unknown'}, compute capability {major}.{minor}")
+    if info.edition == "rtx" and not info.gpu_name:
+        # TensorRT-RTX builds without a GPU, and compiles for the GPU it runs on when loaded.
+        row("GPU", "any GPU TensorRT-RTX supports (compiled for it when loaded)")
+    else:
+        row("GPU", f"{info.gpu_name or 'unknown'}, compute capability {major}.{minor}")
     row("host code", "yes (the plan embeds code that runs on the CPU)" if info.host_code else "no")
     row("plan", f"{info.plan_size:,} bytes")
     row("plan sha256", info.plan_sha256)

@@ -134,7 +134,8 @@ class Engine:
         with self._lock:
             if self._context is None:
                 raise RuntimeError("this Engine is closed")
-            profile = self._signature.check(feeds, self._device)
+            # As trtfast's sessions choose: the current profile while it accepts the shapes.
+            profile = self._signature.check(feeds, self._device, current=self._profile)
             arrays = {name: _host_array(name, value) for name, value in feeds.items()}
             with _cuda.on_device(self._cudart, self._device):
                 return self._run(profile, arrays, dict(out or {}))
@@ -145,11 +146,7 @@ class Engine:
         context, stream = self._context, self._stream
         with self._tensorrt.errors.collect() as errors:
             if profile != self._profile:
-                if not context.set_optimization_profile_async(profile, stream.handle):
-                    raise TrtfastError(
-                        f"TensorRT could not select optimization profile {profile}: "
-                        + logged(errors)
-                    )
+                select_profile(context, profile, stream.handle, errors)
                 self._profile = profile
             for name, array in arrays.items():
                 if not context.set_input_shape(name, array.shape):
@@ -211,6 +208,23 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def select_profile(context: Any, profile: int, stream: int, errors: list[str]) -> None:
+    """Switches ``context`` to ``profile``, failing as trtfast's C++ path fails: TrtfastError with
+    what TensorRT logged (``errors``, collected meanwhile). TensorRT's binding raises a bare
+    RuntimeError on failure rather than returning False; either way counts."""
+    try:
+        selected = context.set_optimization_profile_async(profile, stream)
+    except RuntimeError as error:
+        raise TrtfastError(
+            f"TensorRT could not select optimization profile {profile}: "
+            + logged(errors or [str(error)])
+        ) from error
+    if not selected or errors:
+        raise TrtfastError(
+            f"TensorRT could not select optimization profile {profile}: " + logged(errors)
+        )
 
 
 def gather_inputs(inputs: Mapping[str, Any] | None, named: Mapping[str, Any]) -> dict[str, Any]:
