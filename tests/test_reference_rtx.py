@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import trtfast
-from trtfast import models, reference
+from trtfast import cli, engine_file, models, reference
 from trtfast.engine import check_compatibility
 
 pytestmark = pytest.mark.skipif(
@@ -237,3 +237,55 @@ def test_the_reference_runtime_checks_the_machine_before_tensorrt(
         match=r"cannot load the engine on CUDA device 0: this machine has 0 usable device\(s\)",
     ):
         reference.Engine.load(output)
+
+
+def test_bare_rtx_plans_are_recognized_and_named(model_folder: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "mlp.engine"
+    reference.build(
+        models.path("mlp", model_folder),
+        edition="rtx",
+        output=engine,
+        shapes=models.shapes("mlp"),
+        progress=False,
+    )
+    plan = tmp_path / "mlp.plan"
+    engine_file.export_plan(engine, plan)
+    assert plan.read_bytes()[:4] == b"vtrt"  # TensorRT-RTX's tag; TensorRT's is 'ftrt'
+    read = trtfast.inspect(plan)
+    assert read.raw_plan and read.edition == "rtx"
+    assert read.tensorrt_version == _rtx_version()
+    text = engine_file.summary(read)
+    assert text.startswith("bare TensorRT-RTX plan (no trtfast header)")
+    assert "any GPU TensorRT-RTX supports" in text
+    # The standard runtime names the edition instead of calling the file foreign.
+    here = {
+        "tensorrt_version": read.tensorrt_version,
+        "library_path": "/opt/tensorrt/lib/libnvinfer.so.11",
+        "gpu_name": "NVIDIA RTX 4090",
+        "compute_capability": (8, 9),
+    }
+    with pytest.raises(trtfast.EngineCompatibilityError, match="TensorRT rtx edition"):
+        check_compatibility(read, **here)  # type: ignore[arg-type]
+    check_compatibility(read, edition="rtx", **here)  # type: ignore[arg-type]
+    wrapped = engine_file.summary(trtfast.inspect(engine))
+    assert "GPU            any GPU TensorRT-RTX supports" in wrapped
+    assert "compute capability 0.0" not in wrapped
+
+
+def test_the_command_line_builds_with_tensorrt_rtx(
+    model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "mlp.engine"
+    source = str(models.path("mlp", model_folder))
+    ((name, (low, opt, high)),) = models.shapes("mlp").items()
+    shapes = f"{name}:" + ",".join("x".join(str(d) for d in s) for s in (low, opt, high))
+    arguments = ["build", source, "-o", str(output), "--shapes", shapes, "--no-progress"]
+    assert cli.main([*arguments, "--edition", "rtx"]) == 0
+    printed = capsys.readouterr().out
+    assert f"TensorRT-RTX {_rtx_version()} engine for any GPU TensorRT-RTX supports" in printed
+    info = trtfast.inspect(output)
+    assert (info.edition, info.tensorrt_version) == ("rtx", _rtx_version())
+    # What TensorRT-RTX refuses is refused from the command line as from Python.
+    status = cli.main([*arguments, "--edition", "rtx", "--timing-cache", str(tmp_path / "t")])
+    assert status == 2
+    assert "TensorRT-RTX has no timing cache" in capsys.readouterr().err

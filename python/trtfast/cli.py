@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__
 from .build import HARDWARE_COMPATIBILITY
+from .engine_file import EDITIONS
 from .prepare import PRECISIONS, PREPARE_MODES
 
 
@@ -89,6 +90,13 @@ def _add_build_parser(commands: Any) -> None:
         help="plugin library to load (repeatable)",
     )
     build.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
+    build.add_argument(
+        "--edition",
+        choices=EDITIONS,
+        default="standard",
+        help="standard: TensorRT through trtfast's builder; rtx: TensorRT-RTX through its Python "
+        "API, which needs no GPU and builds for any GPU it supports (default: standard)",
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument(
         "--prepare",
@@ -111,8 +119,7 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         shapes = parse_shapes_option(args.shapes) if args.shapes else None
-        info = build(
-            args.model,
+        options: dict[str, Any] = dict(
             output=args.output,
             precision=args.precision,
             shapes=shapes,
@@ -127,6 +134,12 @@ def _build(args: argparse.Namespace) -> int:
             device=args.device,
             prepare=args.prepare,
         )
+        if args.edition == "rtx":
+            from . import reference
+
+            info = reference.build(args.model, edition="rtx", **options)
+        else:
+            info = build(args.model, **options)
     except BuildOptionError as error:
         return _fail(2, str(error))
     except (TrtfastError, ImportError, OSError) as error:
@@ -141,10 +154,11 @@ def _build(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail(130, "interrupted; nothing was written")
     where = args.output or args.cache_dir
-    print(
-        f"{where}: TensorRT {info.tensorrt_version} engine for {info.gpu_name}, "
-        f"{info.plan_size / 2**20:.1f} MiB"
-    )
+    product, gpu = "TensorRT", info.gpu_name
+    if info.edition == "rtx":
+        product, gpu = "TensorRT-RTX", gpu or "any GPU TensorRT-RTX supports"
+    size = f"{info.plan_size / 2**20:.1f} MiB"
+    print(f"{where}: {product} {info.tensorrt_version} engine for {gpu}, {size}")
     preparation = info.build_options.get("prepare") or {}
     if preparation.get("applied"):
         from .prepare import PrepareReport

@@ -409,11 +409,14 @@ def summary(info: EngineInfo, name: str = "") -> str:
     def row(label: str, value: str) -> None:
         lines.append(f"{label:<15}{value}")
 
+    rtx_gpu = "any GPU TensorRT-RTX supports (compiled for it when loaded)"
     if info.raw_plan:
         product = "TensorRT-RTX" if info.edition == "rtx" else "TensorRT"
         lines.append(f"{prefix}bare {product} plan (no trtfast header)")
         version = info.tensorrt_version or "unknown"
-        row("TensorRT", f"{version} (from the plan's own header)")
+        row(product, f"{version} (from the plan's own header)")
+        if info.edition == "rtx":
+            row("GPU", rtx_gpu)
         row("plan", f"{info.plan_size:,} bytes")
         lines.append(
             "A bare plan does not say which GPU, IO signature or build options it was made "
@@ -426,7 +429,7 @@ def summary(info: EngineInfo, name: str = "") -> str:
     major, minor = info.compute_capability
     if info.edition == "rtx" and not info.gpu_name:
         # TensorRT-RTX builds without a GPU, and compiles for the GPU it runs on when loaded.
-        row("GPU", "any GPU TensorRT-RTX supports (compiled for it when loaded)")
+        row("GPU", rtx_gpu)
     else:
         row("GPU", f"{info.gpu_name or 'unknown'}, compute capability {major}.{minor}")
     row("host code", "yes (the plan embeds code that runs on the CPU)" if info.host_code else "no")

@@ -57,9 +57,9 @@ class Signature:
         """
         inputs: [(name, dtype, shape, [(min, opt, max), ...])], outputs: [(name, dtype, shape)]; static inputs may leave out their ranges.
         """
-    def check(self, inputs: typing.Any, device: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
+    def check(self, inputs: typing.Any, device: typing.SupportsInt | typing.SupportsIndex = 0, current: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
         """
-        Checks a call's inputs as a session would; returns the profile that accepts them or raises InputError.
+        Checks a call's inputs as a session would; returns the profile that accepts them or raises InputError. Like a session, keeps `current` (the profile in use, -1 for none) while it accepts the shapes, else takes the first that does.
         """
     @property
     def inputs(self) -> list:
