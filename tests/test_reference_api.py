@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rtx_engines import rtx_engine
 
 import trtfast
 from trtfast import models, reference
@@ -92,24 +93,10 @@ def test_engine_files_are_checked_before_tensorrt_is_needed(
         reference.Engine.load(tmp_path / "missing.engine")
 
 
-def _rtx_engine(tmp_path: Path) -> Path:
-    if reference.unavailable_reason("rtx") is not None:
-        pytest.skip(f"TensorRT-RTX is not installed: {reference.unavailable_reason('rtx')}")
-    output = tmp_path / "mlp.engine"
-    reference.build(
-        models.path("mlp", tmp_path),
-        edition="rtx",
-        output=output,
-        shapes=models.shapes("mlp"),
-        progress=False,
-    )
-    return output
-
-
 def test_loading_without_cuda_python_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    engine = _rtx_engine(tmp_path)
+    engine = rtx_engine(tmp_path)
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
     with pytest.raises(ImportError, match=r"pip install 'trtfast\[reference\]'"):
         reference.Engine.load(engine)

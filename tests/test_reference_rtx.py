@@ -12,6 +12,7 @@ from typing import Any
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from rtx_engines import rtx_engine
 
 import trtfast
 from trtfast import cli, engine_file, models, reference
@@ -21,6 +22,14 @@ pytestmark = pytest.mark.skipif(
     reference.unavailable_reason("rtx") is not None,
     reason=f"TensorRT-RTX is not installed: {reference.unavailable_reason('rtx')}",
 )
+
+
+# A machine with standard TensorRT and an RTX GPU, as check_compatibility sees it.
+ANOTHER_MACHINE = {
+    "library_path": "/opt/tensorrt/lib/libnvinfer.so.11",
+    "gpu_name": "NVIDIA RTX 4090",
+    "compute_capability": (8, 9),
+}
 
 
 def _rtx_version() -> str:
@@ -200,12 +209,7 @@ def test_standard_runtimes_refuse_rtx_engines(model_folder: Path, tmp_path: Path
         shapes=models.shapes("cnn"),
         progress=False,
     )
-    here = {
-        "tensorrt_version": info.tensorrt_version,
-        "library_path": "/opt/tensorrt/lib/libnvinfer.so.11",
-        "gpu_name": "NVIDIA RTX 4090",
-        "compute_capability": (8, 9),
-    }
+    here = {"tensorrt_version": info.tensorrt_version, **ANOTHER_MACHINE}
     with pytest.raises(trtfast.EngineCompatibilityError, match="TensorRT rtx edition"):
         check_compatibility(info, **here)  # type: ignore[arg-type]
     check_compatibility(info, edition="rtx", **here)  # type: ignore[arg-type]
@@ -224,14 +228,7 @@ def test_the_reference_runtime_checks_the_machine_before_tensorrt(
     pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
     if trtfast._core.cuda.device_count() > 0:
         pytest.skip("checks a machine without a GPU")
-    output = tmp_path / "mlp.engine"
-    reference.build(
-        models.path("mlp", model_folder),
-        edition="rtx",
-        output=output,
-        shapes=models.shapes("mlp"),
-        progress=False,
-    )
+    output = rtx_engine(tmp_path)
     with pytest.raises(
         trtfast.EngineCompatibilityError,
         match=r"cannot load the engine on CUDA device 0: this machine has 0 usable device\(s\)",
@@ -240,14 +237,7 @@ def test_the_reference_runtime_checks_the_machine_before_tensorrt(
 
 
 def test_bare_rtx_plans_are_recognized_and_named(model_folder: Path, tmp_path: Path) -> None:
-    engine = tmp_path / "mlp.engine"
-    reference.build(
-        models.path("mlp", model_folder),
-        edition="rtx",
-        output=engine,
-        shapes=models.shapes("mlp"),
-        progress=False,
-    )
+    engine = rtx_engine(tmp_path)
     plan = tmp_path / "mlp.plan"
     engine_file.export_plan(engine, plan)
     assert plan.read_bytes()[:4] == b"vtrt"  # TensorRT-RTX's tag; TensorRT's is 'ftrt'
@@ -258,12 +248,7 @@ def test_bare_rtx_plans_are_recognized_and_named(model_folder: Path, tmp_path: P
     assert text.startswith("bare TensorRT-RTX plan (no trtfast header)")
     assert "any GPU TensorRT-RTX supports" in text
     # The standard runtime names the edition instead of calling the file foreign.
-    here = {
-        "tensorrt_version": read.tensorrt_version,
-        "library_path": "/opt/tensorrt/lib/libnvinfer.so.11",
-        "gpu_name": "NVIDIA RTX 4090",
-        "compute_capability": (8, 9),
-    }
+    here = {"tensorrt_version": read.tensorrt_version, **ANOTHER_MACHINE}
     with pytest.raises(trtfast.EngineCompatibilityError, match="TensorRT rtx edition"):
         check_compatibility(read, **here)  # type: ignore[arg-type]
     check_compatibility(read, edition="rtx", **here)  # type: ignore[arg-type]
