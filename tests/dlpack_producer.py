@@ -39,13 +39,23 @@ class _ManagedVersioned(ctypes.Structure):
     pass
 
 
-_Deleter = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ManagedVersioned))
+class _Managed(ctypes.Structure):
+    pass
+
+
+# The deleter's argument is either struct; ctypes needs no more than a pointer.
+_Deleter = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _ManagedVersioned._fields_ = [
     ("version", _Version),
     ("manager_ctx", ctypes.c_void_p),
     ("deleter", _Deleter),
     ("flags", ctypes.c_uint64),
     ("dl_tensor", _Tensor),
+]
+_Managed._fields_ = [
+    ("dl_tensor", _Tensor),
+    ("manager_ctx", ctypes.c_void_p),
+    ("deleter", _Deleter),
 ]
 
 _capsule_new = ctypes.pythonapi.PyCapsule_New
@@ -55,7 +65,8 @@ _capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
 
 class Producer:
     """float32 CUDA memory at `pointer` with `shape`, exported as a versioned DLPack capsule of
-    `version` with `flags`. `requests` records each __dlpack__ call's keywords; `deleted` counts
+    `version` with `flags` when the consumer asks for one (max_version), else as a legacy capsule
+    (which has no flags). `requests` records each __dlpack__ call's keywords; `deleted` counts
     the deleter's calls."""
 
     def __init__(
@@ -74,15 +85,17 @@ class Producer:
         self._managed.version = _Version(*version)
         self._managed.flags = flags
         self._managed.deleter = self._deleter = _Deleter(self._delete)
-        tensor = self._managed.dl_tensor
-        tensor.data = pointer
-        tensor.device = _Device(KDL_CUDA, device)
-        tensor.ndim = len(shape)
-        tensor.dtype = _DataType(2, 32, 1)  # float32
-        tensor.shape = self._shape
+        self._legacy = _Managed()
+        self._legacy.deleter = self._deleter
+        for tensor in (self._managed.dl_tensor, self._legacy.dl_tensor):
+            tensor.data = pointer
+            tensor.device = _Device(KDL_CUDA, device)
+            tensor.ndim = len(shape)
+            tensor.dtype = _DataType(2, 32, 1)  # float32
+            tensor.shape = self._shape
         self._device = device
 
-    def _delete(self, _managed: Any) -> None:
+    def _delete(self, _managed: int) -> None:
         self.deleted += 1
 
     def __dlpack_device__(self) -> tuple[int, int]:
@@ -90,4 +103,7 @@ class Producer:
 
     def __dlpack__(self, **keywords: Any) -> Any:
         self.requests.append(keywords)
-        return _capsule_new(ctypes.addressof(self._managed), b"dltensor_versioned", None)
+        max_version = keywords.get("max_version")
+        if max_version is not None and max_version[0] >= 1:
+            return _capsule_new(ctypes.addressof(self._managed), b"dltensor_versioned", None)
+        return _capsule_new(ctypes.addressof(self._legacy), b"dltensor", None)
