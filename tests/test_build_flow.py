@@ -483,7 +483,7 @@ def test_a_second_refusal_is_raised(tensorrt, tmp_path):
 def test_external_weights_reach_the_parser_from_their_folder_after_preparing(
     tensorrt, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(sys.modules["trtfast.prepare"], "_PARK_BYTES", 64)
+    monkeypatch.setattr(sys.modules["trtfast.prepare._loading"], "_PARK_BYTES", 64)
     path = tmp_path / "legacy.onnx"
     onnx.save_model(
         prepare_zoo.legacy_cnn(),

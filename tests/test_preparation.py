@@ -25,7 +25,7 @@ from trtfast.prepare import load, parser_opsets, prepare_model, prepare_with_rep
 
 TENSORRT = "11.4.0"  # a parser importing opsets 9 to 24
 ZOO = {model.name: model for model in prepare_zoo.ZOO}
-prepare_module = sys.modules["trtfast.prepare"]
+prepare_module = sys.modules["trtfast.prepare._loading"]
 
 needs_prepare_extra = pytest.mark.skipif(
     importlib.util.find_spec("onnx_graphsurgeon") is None

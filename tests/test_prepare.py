@@ -415,7 +415,7 @@ def test_external_weights_convert_like_inline_ones(tmp_path):
 
 
 def test_models_too_large_for_one_message_go_through_a_temporary_folder(monkeypatch):
-    monkeypatch.setattr(sys.modules["trtfast.prepare"], "_PROTOBUF_LIMIT", 1024)
+    monkeypatch.setattr(sys.modules["trtfast.prepare._loading"], "_PROTOBUF_LIMIT", 1024)
     model = build_models.cnn()
     before = model.SerializeToString(deterministic=True)
     for convert in (True, False):
