@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import BuildOptionError
+from ..errors import BuildError, BuildOptionError
 from . import _loading
 from ._loading import (
     LoadedModel,
@@ -71,7 +71,14 @@ from ._precision import (
     normalize_precision,
     require_quantized,
 )
-from ._shapes import _FOLD_PASSES, _folding_step, _infer_shapes, _values_with_shapes
+from ._shapes import (
+    _FOLD_PASSES,
+    _folding_step,
+    _infer_shapes,
+    _runtime_error,
+    _strict_inference_error,
+    _values_with_shapes,
+)
 
 with contextlib.suppress(ImportError):  # the [build] extra is optional: see require_build_extra
     import onnx
@@ -430,4 +437,48 @@ def prepare_model(
         seconds=time.perf_counter() - started,
     )
     logger.info("prepared the model: %s", report.summary())
-    return PreparedModel(proto, sources, report)
+    prepared = PreparedModel(proto, sources, report)
+    _check_not_worse(prepared, loaded)
+    return prepared
+
+
+# onnxruntime checks prepared models of up to this much weight: it reads every weight, which
+# preparation itself never does.
+_RUNTIME_CHECK_BYTES = 64 << 20
+
+
+def _check_not_worse(prepared: PreparedModel, loaded: LoadedModel) -> None:
+    """Preparation never returns a model worse than the one it got: the prepared model passes
+    onnx's strict shape inference, and loads in onnxruntime (where installed, and for models of
+    up to ``_RUNTIME_CHECK_BYTES`` of weights), wherever the model as given does."""
+    failure = _failed_check(prepared)
+    if failure is None:
+        return
+    checker, error = failure
+    skeleton, sources = _park(loaded)  # the model as given, its large weights still unread
+    if _failed_check(PreparedModel(skeleton, sources, prepared.report), checker) is not None:
+        return  # it fails as given too: preparation made nothing worse
+    raise BuildError(
+        f"preparation broke the model: {checker} refuses the prepared model and accepts the "
+        f"model as given. {error} (preparation did: {prepared.report.summary()}); pass "
+        "prepare='never' to build the model as given"
+    )
+
+
+_STRICT_INFERENCE = "onnx's strict shape inference"
+_RUNTIME = "onnxruntime"
+
+
+def _failed_check(model: PreparedModel, only: str | None = None) -> tuple[str, str] | None:
+    """(checker, its error) for the first check ``model`` fails; ``only`` runs just that one."""
+    if only in (None, _STRICT_INFERENCE):
+        error = _strict_inference_error(model.proto)
+        if error is not None:
+            return _STRICT_INFERENCE, error
+    if only in (None, _RUNTIME) and model.weights_size() <= _RUNTIME_CHECK_BYTES:
+        # A copy gets the weights: ``model`` keeps its parked ones.
+        complete = PreparedModel(_copy(model.proto), dict(model.sources), model.report)
+        error = _runtime_error(complete.to_proto())
+        if error is not None:
+            return _RUNTIME, error
+    return None

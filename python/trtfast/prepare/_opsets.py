@@ -123,7 +123,8 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
     """Before opset 7, ``broadcast=1, axis=k`` aligns B with A's dimension k; numpy-style
     broadcasting aligns trailing dimensions. onnx's converter (1.23) unsqueezes B by the wrong
     number of axes when k leaves trailing dimensions after B, so B is unsqueezed here to end
-    where A does, which makes k the alignment the converter already handles."""
+    where A does, which makes k the alignment the converter already handles. PRelu's 1-D slopes,
+    per channel before opset 7, which the converter leaves as they are, get the same treatment."""
     ranks: dict[str, int] = {}
     inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
     for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
@@ -137,6 +138,26 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
         attributes = {attribute.name: attribute for attribute in node.attribute}
         broadcast = attributes.get("broadcast")
         if (
+            node.domain in ("", "ai.onnx")
+            and node.op_type == "PRelu"
+            and ranks.get(node.input[0], 0) >= 3
+            and ranks.get(node.input[1]) == 1
+        ):
+            # Before opset 7 a 1-D slope is per channel (axis 1); after, it would broadcast
+            # against the last axis. (C,) becomes (C, 1, ..., 1), which means the same in both.
+            rank = ranks[node.input[0]]
+            reshaped = names.fresh(f"{node.input[1]}_per_channel")
+            rebuilt.append(
+                helper.make_node(
+                    "Unsqueeze",
+                    [node.input[1]],
+                    [reshaped],
+                    axes=list(range(1, rank - 1)),
+                    name=names.fresh(f"{reshaped}_unsqueeze"),
+                )
+            )
+            node.input[1] = reshaped
+        elif (
             node.domain in ("", "ai.onnx")
             and node.op_type in _LEGACY_BROADCAST
             and "axis" in attributes

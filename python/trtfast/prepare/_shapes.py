@@ -204,3 +204,32 @@ def _fold(proto: onnx.ModelProto, parked: set[str]) -> onnx.ModelProto:
     result.graph.CopyFrom(exported.graph)
     result.functions.extend(exported.functions)
     return result
+
+
+def _strict_inference_error(proto: onnx.ModelProto) -> str | None:
+    """Why onnx's strict shape inference (types checked, data propagated) refuses ``proto``, or
+    None. Its messages name the node (op type and name)."""
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
+        return str(error).strip()
+    return None
+
+
+def _runtime_error(proto: onnx.ModelProto) -> str | None:
+    """Why onnxruntime cannot load ``proto`` (every weight in it), or None; None too where
+    onnxruntime is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3  # errors only: the exception carries them
+    try:
+        onnxruntime.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime's own exception types differ between releases
+        return str(error).strip()
+    return None
