@@ -145,18 +145,8 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
         ):
             # Before opset 7 a 1-D slope is per channel (axis 1); after, it would broadcast
             # against the last axis. (C,) becomes (C, 1, ..., 1), which means the same in both.
-            rank = ranks[node.input[0]]
-            reshaped = names.fresh(f"{node.input[1]}_per_channel")
-            rebuilt.append(
-                helper.make_node(
-                    "Unsqueeze",
-                    [node.input[1]],
-                    [reshaped],
-                    axes=list(range(1, rank - 1)),
-                    name=names.fresh(f"{reshaped}_unsqueeze"),
-                )
-            )
-            node.input[1] = reshaped
+            axes = list(range(1, ranks[node.input[0]] - 1))
+            _unsqueeze_second_input(node, axes, "per_channel", names, rebuilt)
         elif (
             node.domain in ("", "ai.onnx")
             and node.op_type in _LEGACY_BROADCAST
@@ -172,17 +162,8 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
                 axis += rank_a
             trailing = rank_a - axis - rank_b
             if trailing > 0:
-                unsqueezed = names.fresh(f"{node.input[1]}_aligned")
-                rebuilt.append(
-                    helper.make_node(
-                        "Unsqueeze",
-                        [node.input[1]],
-                        [unsqueezed],
-                        axes=list(range(rank_b, rank_b + trailing)),
-                        name=names.fresh(f"{unsqueezed}_unsqueeze"),
-                    )
-                )
-                node.input[1] = unsqueezed
+                axes = list(range(rank_b, rank_b + trailing))
+                _unsqueeze_second_input(node, axes, "aligned", names, rebuilt)
                 attributes["axis"].i = axis
         rebuilt.append(node)
     if len(rebuilt) != len(proto.graph.node):
@@ -191,3 +172,21 @@ def _align_legacy_broadcast(proto: onnx.ModelProto) -> None:
             copy.CopyFrom(node)
         del proto.graph.node[:]
         proto.graph.node.extend(copies)
+
+
+def _unsqueeze_second_input(
+    node: onnx.NodeProto, axes: list[int], suffix: str, names: _Names, rebuilt: list[onnx.NodeProto]
+) -> None:
+    """Feeds ``node`` its second input unsqueezed at ``axes`` (opset < 13: axes an attribute),
+    by a node appended to ``rebuilt``."""
+    unsqueezed = names.fresh(f"{node.input[1]}_{suffix}")
+    rebuilt.append(
+        helper.make_node(
+            "Unsqueeze",
+            [node.input[1]],
+            [unsqueezed],
+            axes=axes,
+            name=names.fresh(f"{unsqueezed}_unsqueeze"),
+        )
+    )
+    node.input[1] = unsqueezed
