@@ -933,7 +933,10 @@ void bind_device_array(py::module_& module) {
   py::class_<DeviceArray>(module, "DeviceArray",
                           "CUDA device memory holding a result. torch.from_dlpack(a), "
                           "cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; "
-                          "a.numpy() copies it to the host.")
+                          "a.numpy() copies it to the host. A pooled result returns to its "
+                          "session's pool with its last reference; a DLPack consumer's reference "
+                          "waits for the work queued on the stream it named. Work reading it on "
+                          "another stream must finish before the last reference goes.")
       .def_property_readonly("shape", [](const DeviceArray& a) { return shape_tuple(a.shape); })
       .def_property_readonly(
           "dtype", [](const DeviceArray& a) { return dtype_name(a.dtype); },

@@ -9,7 +9,7 @@ from . import engine_file
 __all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
 class DeviceArray:
     """
-    CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host.
+    CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host. A pooled result returns to its session's pool with its last reference; a DLPack consumer's reference waits for the work queued on the stream it named. Work reading it on another stream must finish before the last reference goes.
     """
     def __dlpack__(self, *, stream: typing.Any = None, max_version: typing.Any = None, dl_device: typing.Any = None, copy: typing.Any = None) -> typing.Any:
         ...
