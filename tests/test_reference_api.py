@@ -14,7 +14,7 @@ from rtx_engines import rtx_engine
 import trtfast
 from trtfast import models, reference
 from trtfast.reference import _tensorrt
-from trtfast.reference.runtime import _host_array, _output_targets, gather_inputs
+from trtfast.reference.runtime import _host_array, _output_targets, gather_inputs, select_profile
 
 
 def _parameters(function: object) -> list[tuple[str, object, object]]:
@@ -150,3 +150,26 @@ def test_output_arrays_given_must_match() -> None:
     frozen.flags.writeable = False
     with pytest.raises(trtfast.InputError, match="read-only"):
         _output_targets({"y": frozen}, shapes, dtypes)
+
+
+class RefusingContext:
+    """What TensorRT's Python binding does when a profile switch fails: logs, then raises a bare
+    RuntimeError (it never returns False)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self._errors = errors
+
+    def set_optimization_profile_async(self, profile: int, stream: int) -> bool:
+        self._errors.append(f"setOptimizationProfileAsync: profile {profile} is out of range")
+        raise RuntimeError("setOptimizationProfileAsync failed")
+
+
+def test_a_failed_profile_switch_raises_trtfasts_error_with_the_logged_messages() -> None:
+    errors: list[str] = []
+    with pytest.raises(
+        trtfast.TrtfastError,
+        match=r"TensorRT could not select optimization profile 3: "
+        r"setOptimizationProfileAsync: profile 3 is out of range",
+    ) as raised:
+        select_profile(RefusingContext(errors), 3, 0, errors)
+    assert isinstance(raised.value.__cause__, RuntimeError)

@@ -11,7 +11,6 @@ from dlpack_producer import FLAG_READ_ONLY, Producer
 
 import trtfast
 from trtfast import _core
-from trtfast.reference.runtime import select_profile
 
 
 def signature(profiles: list[tuple[int, int, int]]) -> Any:
@@ -80,26 +79,3 @@ def test_the_current_profile_is_kept_while_it_accepts_the_shapes() -> None:
     assert two.check(six, 0, current=1) == 1
     assert two.check({"x": np.zeros((12, 4), np.float32)}, 0, current=0) == 1
     assert two.check({"x": np.zeros((2, 4), np.float32)}, 0, current=1) == 0
-
-
-class RefusingContext:
-    """What TensorRT's Python binding does when a profile switch fails: logs, then raises a bare
-    RuntimeError (it never returns False)."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self._errors = errors
-
-    def set_optimization_profile_async(self, profile: int, stream: int) -> bool:
-        self._errors.append(f"setOptimizationProfileAsync: profile {profile} is out of range")
-        raise RuntimeError("setOptimizationProfileAsync failed")
-
-
-def test_a_failed_profile_switch_raises_trtfasts_error_with_the_logged_messages() -> None:
-    errors: list[str] = []
-    with pytest.raises(
-        trtfast.TrtfastError,
-        match=r"TensorRT could not select optimization profile 3: "
-        r"setOptimizationProfileAsync: profile 3 is out of range",
-    ) as raised:
-        select_profile(RefusingContext(errors), 3, 0, errors)
-    assert isinstance(raised.value.__cause__, RuntimeError)

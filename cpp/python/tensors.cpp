@@ -617,7 +617,17 @@ void PendingReleases::defer(cudaStream_t consumer, std::shared_ptr<const void> o
       spare_.pop_back();
       return event;
     }();
-    done.record(cuda::StreamView(consumer));
+    // The default streams' handles mean the current device's: make it the blocks' device.
+    int current = device_;
+    cudaGetDevice(&current);
+    if (current != device_) {
+      cudaSetDevice(device_);
+    }
+    const cudaError_t recorded = cudaEventRecord(done.get(), consumer);
+    if (current != device_) {
+      cudaSetDevice(current);
+    }
+    TRTFAST_CUDA_CHECK(recorded);
     std::lock_guard<std::mutex> lock(mutex_);
     pending_.push_back({std::move(done), std::move(owner)});
     any_.store(true, std::memory_order_release);
