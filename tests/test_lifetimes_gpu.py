@@ -382,6 +382,8 @@ def test_a_block_released_by_a_consumer_is_not_rewritten_under_its_work(
             first = y.data_ptr()
         else:
             cupy = cupy_module()
+            # cupy loads its copy kernel on first use, which can outlast the sleep below.
+            cupy.zeros((8, 4), np.float32).copy()
             side = cupy.cuda.Stream(non_blocking=True)
             with side:
                 y = cupy.from_dlpack(session(x=x1)["y"])
