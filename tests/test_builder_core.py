@@ -19,7 +19,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtfast import BuildError, TensorRTUnavailableError, TrtfastError, _core, tensorrt_library
+from trtfast import (
+    BuildError,
+    BuildOptionError,
+    TensorRTUnavailableError,
+    TrtfastError,
+    _core,
+    tensorrt_library,
+)
 
 OPSET = 17
 IR_VERSION = 8  # the highest every supported TensorRT parser reads
@@ -266,6 +273,36 @@ def test_option_mistakes_are_named_before_tensorrt_is_used(
         _core.build_plan(lean_library, mlp(), options, None)
 
 
+@pytest.mark.parametrize("model", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+def test_any_bytes_like_model_is_accepted(
+    lean_library: _core.TensorRTLibrary, model: Callable[[bytes], Any]
+) -> None:
+    # Accepted as a model; what fails is the library (no adapter, or a lean one).
+    with pytest.raises(TensorRTUnavailableError):
+        _core.build_plan(lean_library, model(mlp()), {}, None)
+
+
+def test_a_model_that_is_not_contiguous_bytes_is_refused(
+    lean_library: _core.TensorRTLibrary,
+) -> None:
+    strided = memoryview(np.frombuffer(mlp(), np.uint8)[::2])
+    with pytest.raises(TypeError, match="onnx must be bytes-like"):
+        _core.build_plan(lean_library, strided, {}, None)
+
+
+@pytest.mark.skipif(
+    _core.compiled_tensorrt_major() != 10,
+    reason="the fp8 and ampere_plus conflict is TensorRT 10's (NvInfer.h, BuilderFlag::kFP8); "
+    f"this trtfast was compiled for major {_core.compiled_tensorrt_major()}",
+)
+def test_fp8_with_ampere_plus_is_refused_before_tensorrt_on_10(
+    lean_library: _core.TensorRTLibrary,
+) -> None:
+    options = {"precision": "fp8", "hardware_compatibility": "ampere_plus"}
+    with pytest.raises(BuildOptionError, match="precision='fp8' and hardware_compatibility"):
+        _core.build_plan(lean_library, mlp(), options, None)
+
+
 # --- TensorRT: real builds ------------------------------------------------------------------------
 
 
@@ -478,3 +515,50 @@ def test_external_data_is_read_from_model_dir(
 def test_version_compatible_build(full_library: _core.TensorRTLibrary) -> None:
     result = build(full_library, mlp(), version_compatible=True)
     assert len(result["plan"]) > 0
+
+
+def efficient_nms() -> bytes:
+    """TensorRT's standard EfficientNMS_TRT plugin as an ONNX node: builds only where
+    libnvinfer_plugin's plugins are registered."""
+    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 100, 4])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 100, 3])
+    outputs = [
+        helper.make_tensor_value_info("num_detections", TensorProto.INT32, [1, 1]),
+        helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 10, 4]),
+        helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 10]),
+        helper.make_tensor_value_info("detection_classes", TensorProto.INT32, [1, 10]),
+    ]
+    node = helper.make_node(
+        "EfficientNMS_TRT",
+        ["boxes", "scores"],
+        [o.name for o in outputs],
+        name="nms",
+        plugin_version="1",
+        background_class=-1,
+        max_output_boxes=10,
+        score_threshold=0.25,
+        iou_threshold=0.5,
+        score_activation=0,
+        box_coding=0,
+    )
+    graph = helper.make_graph([node], "nms", [boxes, scores], outputs)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION
+    )
+    return model.SerializeToString()
+
+
+@pytest.mark.tensorrt
+def test_standard_plugins_are_registered_for_builds_and_loads(
+    full_library: _core.TensorRTLibrary,
+) -> None:
+    result = build(full_library, efficient_nms())
+    assert deserialized_io_count(full_library, result["plan"]) == 6
+
+
+@pytest.mark.tensorrt
+def test_a_workspace_tensorrt_refuses_is_a_build_option_error(
+    full_library: _core.TensorRTLibrary,
+) -> None:
+    with pytest.raises(BuildOptionError, match="workspace"):
+        build(full_library, mlp(), workspace=1 << 62)

@@ -253,12 +253,26 @@ py::list as_python_specs(const std::vector<IOTensorSpec>& specs) {
   return result;
 }
 
+// A copy of a bytes-like object's bytes; TypeError unless its memory is C-contiguous.
+py::bytes contiguous_bytes(const py::buffer& value) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(value.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    throw py::type_error(
+        "onnx must be bytes-like (bytes, bytearray, or a C-contiguous memoryview), not " +
+        type_name(value));
+  }
+  py::bytes copy(static_cast<const char*>(view.buf), static_cast<std::size_t>(view.len));
+  PyBuffer_Release(&view);
+  return copy;
+}
+
 }  // namespace
 
 void bind_builder(py::module_& module) {
   module.def(
       "build_plan",
-      [](const TensorRTLibrary& library, const py::bytes& onnx,
+      [](const TensorRTLibrary& library, const py::buffer& onnx_bytes_like,
          const py::typing::Dict<py::str, py::object>& options,
          const py::typing::Optional<py::typing::Callable<py::object(py::str, py::str, int, int)>>&
              progress) -> py::typing::Dict<py::str, py::object> {
@@ -266,7 +280,11 @@ void bind_builder(py::module_& module) {
           throw py::type_error("progress must be callable or None, not " + type_name(progress));
         }
         const BuildOptions build_options = as_build_options(options);
-        // bytes are immutable, so their storage is safe to read without the GIL.
+        // bytes are immutable, so their storage is safe to read without the GIL; other
+        // bytes-like objects (bytearray, memoryview) could change meanwhile and are copied once.
+        const py::bytes onnx = PyBytes_Check(onnx_bytes_like.ptr())
+                                   ? py::reinterpret_borrow<py::bytes>(onnx_bytes_like)
+                                   : contiguous_bytes(onnx_bytes_like);
         const std::string_view model = onnx;
         const std::size_t model_size = model.size();
         if (model_size == 0) {

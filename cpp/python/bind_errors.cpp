@@ -34,6 +34,8 @@ void bind_errors(py::module_& /*module*/) {
       py::object instance = cls(error.what());
       instance.attr("code") = error.code();
       PyErr_SetObject(cls.ptr(), instance.ptr());
+    } catch (const BuildOptionError& error) {
+      raise("BuildOptionError", error);
     } catch (const BuildError& error) {
       py::object cls = py::module_::import("trtfast.errors").attr("BuildError");
       py::list parser_errors;

@@ -13,8 +13,8 @@
 #include <set>
 #include <stdexcept>
 
-#include "dynamic_library.hpp"
 #include "tensorrt_adapter.hpp"
+#include "tensorrt_internal.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
@@ -37,62 +37,19 @@ struct OnnxParserLibrary {
   CreateParserFn create = nullptr;
 };
 
-using detail::dl_error_text;
-using detail::loaded_path;
-
-// Null with `why` set when `handle` is not the parser. The library stays loaded either way: it
-// links against TensorRT, which is never unloaded.
-std::optional<OnnxParserLibrary> as_parser(void* handle, const std::string& path,
-                                           std::string& why) {
-  for (const char* required : {"createNvOnnxParser_INTERNAL", "getNvOnnxParserVersion"}) {
-    if (dlsym(handle, required) == nullptr) {
-      why = "not TensorRT's ONNX parser: it has no symbol " + std::string(required);
-      return std::nullopt;
-    }
-  }
-  return OnnxParserLibrary{
-      path, reinterpret_cast<CreateParserFn>(dlsym(handle, "createNvOnnxParser_INTERNAL"))};
-}
-
-// The parser is looked for beside the TensorRT library first, so both come from one installation.
-// It links against libnvinfer.so.<major> by soname, which the loader resolves to the library
-// already loaded.
 OnnxParserLibrary find_onnx_parser(const TensorRTLibrary& library) {
-  const std::string name = "libnvonnxparser.so." + std::to_string(library.major());
   std::string searched;  // no iostreams in this library: see TensorRTLibrary::find
-  std::string why;
-
-  const std::string beside = (std::filesystem::path(library.folder()) / name).string();
-  std::error_code ignored;
-  if (!std::filesystem::exists(beside, ignored)) {
-    searched += "  - " + beside + ": not found\n";
-  } else {
-    dlerror();
-    void* handle = dlopen(beside.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      searched += "  - " + beside + ": " + dl_error_text() + "\n";
-    } else if (auto parser = as_parser(handle, beside, why)) {
-      return *parser;
-    } else {
-      searched += "  - " + beside + ": " + why + "\n";
-    }
+  const std::optional<CompanionLibrary> found =
+      find_companion(library, "libnvonnxparser",
+                     {"createNvOnnxParser_INTERNAL", "getNvOnnxParserVersion"}, searched);
+  if (!found) {
+    throw TensorRTUnavailableError(
+        "building engines needs TensorRT's ONNX parser (libnvonnxparser.so." +
+        std::to_string(library.major()) + ") of TensorRT " + library.version_string() + " for " +
+        library.path() + ", and none fits. Searched:\n" + searched + kInstallHint + ".");
   }
-
-  dlerror();
-  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    searched += "  - " + name + " on the system loader path: " + dl_error_text() + "\n";
-  } else {
-    const std::string path = loaded_path(handle, name);
-    if (auto parser = as_parser(handle, path, why)) {
-      return *parser;
-    }
-    searched += "  - " + path + ": " + why + "\n";
-  }
-  throw TensorRTUnavailableError("building engines needs TensorRT's ONNX parser (" + name +
-                                 ") for TensorRT " + library.version_string() + " at " +
-                                 library.path() + ", and none was found. Searched:\n" + searched +
-                                 kInstallHint + ".");
+  return OnnxParserLibrary{found->path, reinterpret_cast<CreateParserFn>(
+                                            dlsym(found->handle, "createNvOnnxParser_INTERNAL"))};
 }
 
 const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
@@ -122,7 +79,7 @@ void load_plugin_libraries(nvinfer1::IBuilder& builder, const std::vector<std::s
     LoggedErrors errors;
     if (builder.getPluginRegistry().loadLibrary(path.c_str()) == nullptr) {
       throw BuildError("TensorRT could not load the plugin library " + path + ": " +
-                       (errors.messages().empty() ? "no reason given" : errors.joined()));
+                       (errors.empty() ? "no reason given" : errors.joined()));
     }
     loaded->insert(path);
   }
@@ -342,7 +299,7 @@ void parse_model(nvonnxparser::IParser& parser, const void* onnx, std::size_t on
     errors.push_back(std::move(entry));
   }
   if (errors.empty()) {
-    message += " " + (logged.messages().empty() ? std::string("no reason given") : logged.joined());
+    message += " " + (logged.empty() ? std::string("no reason given") : logged.joined());
   }
   throw BuildError(message, std::move(errors));
 }
@@ -575,7 +532,7 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
       if (!accepted) {
         throw BuildError("TensorRT refused the shapes of input '" + name +
                          "' in optimization profile " + std::to_string(index) + ": " +
-                         (errors.messages().empty() ? "no reason given" : errors.joined()));
+                         (errors.empty() ? "no reason given" : errors.joined()));
       }
       covered.insert(name);
     }
@@ -589,7 +546,7 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
     LoggedErrors errors;
     if (config.addOptimizationProfile(profile) < 0) {
       throw BuildError("TensorRT refused optimization profile " + std::to_string(index) + ": " +
-                       (errors.messages().empty() ? "no reason given" : errors.joined()));
+                       (errors.empty() ? "no reason given" : errors.joined()));
     }
   }
 }
@@ -609,45 +566,89 @@ std::unique_ptr<nvinfer1::ITimingCache> attach_timing_cache(nvinfer1::IBuilderCo
         nvinfer1::ILogger::Severity::kWARNING,
         ("trtfast: the timing cache given does not fit this TensorRT version or GPU, so a new one "
          "is used" +
-         (problems.messages().empty() ? std::string() : ": " + problems.joined()))
+         (problems.empty() ? std::string() : ": " + problems.joined()))
             .c_str());
   }
   LoggedErrors errors;
   std::unique_ptr<nvinfer1::ITimingCache> cache(config.createTimingCache(nullptr, 0));
   if (!cache || !config.setTimingCache(*cache, false)) {
     throw BuildError("TensorRT could not create a timing cache: " +
-                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+                     (errors.empty() ? "no reason given" : errors.joined()));
   }
   return cache;
 }
 
+// Any error TensorRT logs while configuring means an option was refused, even where the setter
+// returns nothing: the build fails naming the option, before any build work.
 void configure(nvinfer1::IBuilderConfig& config, const BuildOptions& options,
-               const std::vector<std::string>& plugin_paths) {
-  set_precision_flags(config, options);
+               const std::vector<std::string>& plugins_to_serialize) {
+  auto refused = [](const std::string& option, const LoggedErrors& errors) {
+    return BuildOptionError("TensorRT refused " + option + ": " + errors.joined());
+  };
+  {
+    LoggedErrors errors;
+    set_precision_flags(config, options);
+    if (!errors.empty()) {
+      throw refused("precision=" + std::string(precision_name(options.precision)), errors);
+    }
+  }
   if (options.workspace) {
+    LoggedErrors errors;
     config.setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE, *options.workspace);
+    if (!errors.empty() ||
+        config.getMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE) != *options.workspace) {
+      throw BuildOptionError("TensorRT refused workspace=" + std::to_string(*options.workspace) +
+                             " bytes" +
+                             (errors.empty() ? std::string(" (it kept a limit of ") +
+                                                   std::to_string(config.getMemoryPoolLimit(
+                                                       nvinfer1::MemoryPoolType::kWORKSPACE)) +
+                                                   " bytes)"
+                                             : ": " + errors.joined()));
+    }
   }
   if (options.optimization_level) {
+    LoggedErrors errors;
     config.setBuilderOptimizationLevel(*options.optimization_level);
+    if (!errors.empty()) {
+      throw refused("optimization_level=" + std::to_string(*options.optimization_level), errors);
+    }
   }
+  LoggedErrors errors;
   if (options.version_compatible) {
     config.setFlag(nvinfer1::BuilderFlag::kVERSION_COMPATIBLE);
     if (options.exclude_lean_runtime) {
       config.setFlag(nvinfer1::BuilderFlag::kEXCLUDE_LEAN_RUNTIME);
     }
     // A version-compatible plan carries its plugins so a later runtime can load them.
-    if (!plugin_paths.empty()) {
+    if (!plugins_to_serialize.empty()) {
       std::vector<const char*> paths;
-      for (const std::string& path : plugin_paths) {
+      for (const std::string& path : plugins_to_serialize) {
         paths.push_back(path.c_str());
       }
       config.setPluginsToSerialize(paths.data(), static_cast<int32_t>(paths.size()));
     }
   }
+  if (!errors.empty()) {
+    throw refused("version_compatible", errors);
+  }
   config.setHardwareCompatibilityLevel(hardware_level(options.hardware_compatibility));
+  if (!errors.empty()) {
+    throw refused("hardware_compatibility", errors);
+  }
 }
 
 void check_options(const BuildOptions& options) {
+#if NV_TENSORRT_MAJOR < 11
+  // NvInfer.h (10.x), BuilderFlag::kFP8: "not supported when HardwareCompatibilityLevel::
+  // kAMPERE_PLUS is enabled".
+  if (options.precision == Precision::FP8 &&
+      options.hardware_compatibility == HardwareCompatibility::AmperePlus) {
+    throw BuildOptionError(
+        "precision='fp8' and hardware_compatibility='ampere_plus' cannot be combined in TensorRT "
+        "10: choose another precision, or hardware_compatibility='same_compute_capability' or "
+        "'none'");
+  }
+#endif
   if (options.exclude_lean_runtime && !options.version_compatible) {
     throw std::invalid_argument(
         "exclude_lean_runtime applies to version-compatible builds only; "
@@ -684,34 +685,65 @@ std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& librar
   auto factory = reinterpret_cast<CreateBuilderFn>(library.symbol("createInferBuilder_INTERNAL"));
   LoggedErrors errors;
   void* created = factory(&tensorrt_logger(), NV_TENSORRT_VERSION);
-  if (created == nullptr || !errors.messages().empty()) {
+  if (created == nullptr || !errors.empty()) {
     // A builder created while TensorRT logged an error is invalid: it is leaked, not used.
-    throw TensorRTUnavailableError(
-        "TensorRT " + library.version_string() + " at " + library.path() +
-        " could not create a builder: " +
-        (errors.messages().empty() ? "no object returned" : errors.joined()));
+    throw TensorRTUnavailableError("TensorRT " + library.version_string() + " at " +
+                                   library.path() + " could not create a builder: " +
+                                   (errors.empty() ? "no object returned" : errors.joined()));
   }
   return std::unique_ptr<nvinfer1::IBuilder>(static_cast<nvinfer1::IBuilder*>(created));
 }
 
-std::unique_ptr<nvinfer1::INetworkDefinition> parse_network(nvinfer1::IBuilder& builder,
-                                                            const OnnxParserLibrary& parser_library,
-                                                            const void* onnx, std::size_t onnx_size,
-                                                            const BuildOptions& options) {
+std::unique_ptr<nvinfer1::INetworkDefinition> create_network(nvinfer1::IBuilder& builder,
+                                                             const BuildOptions& options) {
   std::unique_ptr<nvinfer1::INetworkDefinition> network(
       builder.createNetworkV2(network_flags(options)));
   if (!network) {
     throw BuildError("TensorRT could not create a network definition");
   }
-  // The network keeps what it needs from the parser, which goes before the build.
+  return network;
+}
+
+// The parser owns the weights the network refers to (NvInferRuntime.h, Weights: held by reference
+// until the engine is built), so the caller keeps it until the plan is taken.
+std::unique_ptr<nvonnxparser::IParser> parse_into(nvinfer1::INetworkDefinition& network,
+                                                  const OnnxParserLibrary& parser_library,
+                                                  const void* onnx, std::size_t onnx_size,
+                                                  const BuildOptions& options) {
   std::unique_ptr<nvonnxparser::IParser> parser(static_cast<nvonnxparser::IParser*>(
-      parser_library.create(network.get(), &tensorrt_logger(), NV_ONNX_PARSER_VERSION)));
+      parser_library.create(&network, &tensorrt_logger(), NV_ONNX_PARSER_VERSION)));
   if (!parser) {
     throw TensorRTUnavailableError("TensorRT's ONNX parser at " + parser_library.path +
                                    " could not create a parser");
   }
   parse_model(*parser, onnx, onnx_size, options.model_dir);
-  return network;
+  return parser;
+}
+
+// As trtexec does: the plugin libraries a version-compatible network needs (NvOnnxParser.h,
+// getUsedVCPluginLibraries) are loaded for the build and, unless the lean runtime is left out of
+// the plan, serialized with it.
+std::vector<std::string> used_vc_plugin_libraries(const nvonnxparser::IParser& parser) {
+  int64_t count = 0;
+  const char* const* libraries = parser.getUsedVCPluginLibraries(count);
+  if (count < 0) {
+    throw BuildError(
+        "TensorRT's ONNX parser could not say which plugin libraries the version-compatible "
+        "engine needs");
+  }
+  std::vector<std::string> paths;
+  for (int64_t i = 0; i < count; ++i) {
+    paths.emplace_back(libraries[i]);
+  }
+  return paths;
+}
+
+void require_standard_plugins(const TensorRTLibrary& library) {
+  const StandardPlugins& plugins = standard_plugins(library);
+  if (plugins.path.empty()) {
+    throw TensorRTUnavailableError("building engines needs " + plugins.expected + ": " +
+                                   plugins.missing_because + kInstallHint + ".");
+  }
 }
 
 void require_full_library(const TensorRTLibrary& library) {
@@ -745,32 +777,53 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   require_device();
   const DeviceScope device_scope(options.device);
 
-  // Declared before the builder so they outlive every TensorRT object that uses them.
+  // Declared before the builder so it outlives every TensorRT object that uses it.
   ProgressMonitor monitor(progress);
-  std::unique_ptr<nvinfer1::ITimingCache> timing_cache;
+  // Errors that TensorRT's worker threads log during the build reach its BuildError too.
+  LoggedErrors build_errors(LoggedErrors::Scope::AnyThread);
 
+  require_standard_plugins(library);
+  // As in trtexec's BuildEnvironment, factories outlive what they made: builder, then config,
+  // network and parser, destroyed in reverse order (the parser before the network).
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
   load_plugin_libraries(*builder, plugin_paths);
-  std::unique_ptr<nvinfer1::INetworkDefinition> network =
-      parse_network(*builder, parser_library, onnx, onnx_size, options);
+  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
+  if (!config) {
+    throw BuildError("TensorRT could not create a builder configuration");
+  }
+  std::unique_ptr<nvinfer1::INetworkDefinition> network = create_network(*builder, options);
+  std::unique_ptr<nvonnxparser::IParser> parser =
+      parse_into(*network, parser_library, onnx, onnx_size, options);
   check_precision_in_network(*network, options);
+
+  std::vector<std::string> plugins_to_serialize = plugin_paths;
+  if (options.version_compatible) {
+    const std::vector<std::string> needed = used_vc_plugin_libraries(*parser);
+    load_plugin_libraries(*builder, needed);
+    if (!options.exclude_lean_runtime) {
+      for (const std::string& path : needed) {
+        if (std::find(plugins_to_serialize.begin(), plugins_to_serialize.end(), path) ==
+            plugins_to_serialize.end()) {
+          plugins_to_serialize.push_back(path);
+        }
+      }
+    }
+  }
 
   BuildResult result;
   result.tensorrt_version = library.version_string();
   result.inputs = network_inputs(*network);
   result.outputs = network_outputs(*network);
 
-  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
-  if (!config) {
-    throw BuildError("TensorRT could not create a builder configuration");
-  }
-  configure(*config, options, plugin_paths);
+  configure(*config, options, plugins_to_serialize);
   add_profiles(*builder, *config, *network, result.inputs, options);
-  timing_cache = attach_timing_cache(*config, options.timing_cache);
+  // Made by the config, so destroyed before it.
+  std::unique_ptr<nvinfer1::ITimingCache> timing_cache =
+      attach_timing_cache(*config, options.timing_cache);
   config->setProgressMonitor(&monitor);
 
-  LoggedErrors errors;
   std::unique_ptr<nvinfer1::IHostMemory> plan(builder->buildSerializedNetwork(*network, *config));
+  config->setProgressMonitor(nullptr);
   if (std::exception_ptr error = monitor.error()) {
     std::rethrow_exception(error);
   }
@@ -779,7 +832,7 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   }
   if (!plan || plan->size() == 0) {
     throw BuildError("TensorRT " + library.version_string() + " built no engine: " +
-                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+                     (build_errors.empty() ? "no reason given" : build_errors.joined()));
   }
   result.plan = blob_of(plan.release());
   if (nvinfer1::IHostMemory* cache = timing_cache->serialize()) {
@@ -800,19 +853,18 @@ Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std
                                                           : nullptr);
   if (!combined) {
     throw BuildError("TensorRT could not create a timing cache: " +
-                     (errors.messages().empty() ? "no reason given" : errors.joined()));
+                     (errors.empty() ? "no reason given" : errors.joined()));
   }
   for (std::size_t index = 0; index < caches.size(); ++index) {
     LoggedErrors problems;  // a stale cache is skipped, not a failure
     std::unique_ptr<nvinfer1::ITimingCache> cache(
         config->createTimingCache(caches[index].data(), caches[index].size()));
     if (!cache || !combined->combine(*cache, false)) {
-      tensorrt_logger().log(
-          nvinfer1::ILogger::Severity::kWARNING,
-          ("trtfast: timing cache " + std::to_string(index) +
-           " does not fit this TensorRT version or GPU and was left out" +
-           (problems.messages().empty() ? std::string() : ": " + problems.joined()))
-              .c_str());
+      tensorrt_logger().log(nvinfer1::ILogger::Severity::kWARNING,
+                            ("trtfast: timing cache " + std::to_string(index) +
+                             " does not fit this TensorRT version or GPU and was left out" +
+                             (problems.empty() ? std::string() : ": " + problems.joined()))
+                                .c_str());
     }
   }
   nvinfer1::IHostMemory* serialized = combined->serialize();

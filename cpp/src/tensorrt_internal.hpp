@@ -5,6 +5,9 @@
 #include <NvInferRuntime.h>
 
 #include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "trtfast/signature.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
@@ -20,5 +23,27 @@ struct DeserializedEngine::Impl {
   std::once_flag signature_once;
   Signature signature;
 };
+
+// A library that comes with libnvinfer (the ONNX parser, the standard plugins), loaded.
+struct CompanionLibrary {
+  std::string path;
+  void* handle = nullptr;
+};
+
+// Finds `stem`.so.<major> of the same TensorRT version as `library`, beside it first, then on the
+// loader's path; each place tried and why it did not fit is added to `searched`.
+std::optional<CompanionLibrary> find_companion(const TensorRTLibrary& library,
+                                               const std::string& stem,
+                                               const std::vector<const char*>& symbols,
+                                               std::string& searched);
+
+// TensorRT's standard plugins, registered once per process and library before parsing or
+// deserializing: `path` is the plugin library, or empty with `missing_because` saying why.
+struct StandardPlugins {
+  std::string path;
+  std::string expected;
+  std::string missing_because;
+};
+const StandardPlugins& standard_plugins(const TensorRTLibrary& library);
 
 }  // namespace trtfast

@@ -4,6 +4,8 @@
 #include <NvInferRuntime.h>
 #include <NvInferVersion.h>
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 #include <utility>
 
@@ -25,15 +27,53 @@ bool tensorrt_adapter_available() noexcept { return true; }
 
 namespace {
 thread_local LoggedErrors* current_errors = nullptr;
+
+// Collectors of errors from threads that have none of their own (a build's worker threads).
+std::mutex& any_thread_mutex() {
+  static auto* mutex = new std::mutex();  // never destroyed: TensorRT may log until process exit
+  return *mutex;
+}
+std::vector<LoggedErrors*>& any_thread_collectors() {
+  static auto* collectors = new std::vector<LoggedErrors*>();
+  return *collectors;
+}
 }  // namespace
 
-LoggedErrors::LoggedErrors() : outer_(current_errors) { current_errors = this; }
+LoggedErrors::LoggedErrors(Scope scope) : outer_(current_errors), scope_(scope) {
+  current_errors = this;
+  if (scope_ == Scope::AnyThread) {
+    const std::lock_guard<std::mutex> lock(any_thread_mutex());
+    any_thread_collectors().push_back(this);
+  }
+}
 
-LoggedErrors::~LoggedErrors() { current_errors = outer_; }
+LoggedErrors::~LoggedErrors() {
+  current_errors = outer_;
+  if (scope_ == Scope::AnyThread) {
+    const std::lock_guard<std::mutex> lock(any_thread_mutex());
+    auto& collectors = any_thread_collectors();
+    collectors.erase(std::remove(collectors.begin(), collectors.end(), this), collectors.end());
+  }
+}
+
+void LoggedErrors::add(const char* message) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  messages_.emplace_back(message);
+}
+
+std::vector<std::string> LoggedErrors::messages() const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return messages_;
+}
+
+bool LoggedErrors::empty() const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return messages_.empty();
+}
 
 std::string LoggedErrors::joined() const {
   std::string text;
-  for (const std::string& message : messages_) {
+  for (const std::string& message : messages()) {
     text += text.empty() ? message : "; " + message;
   }
   return text;
@@ -54,8 +94,15 @@ class TensorRTLogger final : public nvinfer1::ILogger {
 
   void log(Severity severity, const char* message) noexcept override {
     try {
-      if (severity <= Severity::kERROR && current_errors != nullptr) {
-        current_errors->messages_.emplace_back(message);
+      if (severity <= Severity::kERROR) {
+        if (current_errors != nullptr) {
+          current_errors->add(message);
+        } else {
+          const std::lock_guard<std::mutex> lock(any_thread_mutex());
+          for (LoggedErrors* collector : any_thread_collectors()) {
+            collector->add(message);
+          }
+        }
       }
       std::shared_ptr<LogSink> sink;
       {
@@ -95,12 +142,11 @@ std::shared_ptr<Runtime> Runtime::create(std::shared_ptr<const TensorRTLibrary> 
   auto factory = reinterpret_cast<CreateRuntimeFn>(library->symbol("createInferRuntime_INTERNAL"));
   LoggedErrors errors;
   void* created = factory(&TensorRTLogger::instance(), NV_TENSORRT_VERSION);
-  if (created == nullptr || !errors.messages().empty()) {
+  if (created == nullptr || !errors.empty()) {
     // A runtime created while TensorRT logged an error is invalid: it is leaked, not used.
-    throw TensorRTUnavailableError(
-        "TensorRT " + library->version_string() + " at " + library->path() +
-        " could not create a runtime: " +
-        (errors.messages().empty() ? "no object returned" : errors.joined()));
+    throw TensorRTUnavailableError("TensorRT " + library->version_string() + " at " +
+                                   library->path() + " could not create a runtime: " +
+                                   (errors.empty() ? "no object returned" : errors.joined()));
   }
   auto impl = std::make_unique<Impl>();
   impl->runtime = static_cast<nvinfer1::IRuntime*>(created);
@@ -113,16 +159,33 @@ Runtime::Runtime(std::shared_ptr<const TensorRTLibrary> library, int device,
 
 Runtime::~Runtime() { delete impl_->runtime; }
 
+namespace {
+bool mentions_plugins(const std::string& text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower.find("plugin") != std::string::npos;
+}
+}  // namespace
+
 std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::size_t size,
                                                          bool allow_host_code) {
   cuda::set_device(device_);
   const std::lock_guard<std::mutex> lock(mutex_);
   impl_->runtime->setEngineHostCodeAllowed(allow_host_code);
+  // Engines that use TensorRT's standard plugins find them registered, as trtexec does before
+  // it deserializes. Where the library is missing, only such engines fail, saying so below.
+  const StandardPlugins& plugins = standard_plugins(*library_);
   LoggedErrors errors;
   nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
   if (engine == nullptr) {
-    throw EngineFormatError("TensorRT " + library_->version_string() + " refused the plan: " +
-                            (errors.messages().empty() ? "no engine returned" : errors.joined()));
+    const std::string logged = errors.joined();
+    std::string message = "TensorRT " + library_->version_string() +
+                          " refused the plan: " + (logged.empty() ? "no engine returned" : logged);
+    if (plugins.path.empty() && mentions_plugins(logged)) {
+      message += ". The engine uses plugins, and " + plugins.missing_because;
+    }
+    throw EngineFormatError(message);
   }
   auto impl = std::make_unique<DeserializedEngine::Impl>();
   impl->engine = engine;

@@ -24,9 +24,13 @@ bool tensorrt_adapter_available() noexcept { return false; }
 
 void set_log_sink(LogSink) {}
 
-LoggedErrors::LoggedErrors() : outer_(nullptr) {}
+LoggedErrors::LoggedErrors(Scope scope) : outer_(nullptr), scope_(scope) {}
 
 LoggedErrors::~LoggedErrors() = default;
+
+std::vector<std::string> LoggedErrors::messages() const { return {}; }
+
+bool LoggedErrors::empty() const { return true; }
 
 std::string LoggedErrors::joined() const { return {}; }
 

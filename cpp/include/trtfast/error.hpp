@@ -48,6 +48,12 @@ class BuildError : public Error {
   std::vector<ParserError> parser_errors_;
 };
 
+// A build option, or a pair of them, that TensorRT refuses: raised before any build work.
+class BuildOptionError : public BuildError {
+ public:
+  explicit BuildOptionError(const std::string& message) : BuildError(message) {}
+};
+
 // A caller's tensor does not match what the engine expects.
 class InputError : public Error {
  public:

@@ -25,21 +25,28 @@ enum class LogSeverity : int { InternalError = 0, Error = 1, Warning = 2, Info =
 using LogSink = std::function<void(LogSeverity, const std::string&)>;
 void set_log_sink(LogSink sink);
 
-// Collects the errors TensorRT logs on this thread while alive: a call that "succeeds" after
-// logging an error has failed.
+// Collects the errors TensorRT logs while alive: a call that "succeeds" after logging an error
+// has failed. ThisThread collects what the creating thread logs. AnyThread also collects errors
+// logged on threads that have no collector of their own, as a build's worker threads do; two
+// builds running at once in one process may then see each other's worker errors.
 class LoggedErrors {
  public:
-  LoggedErrors();
+  enum class Scope { ThisThread, AnyThread };
+  explicit LoggedErrors(Scope scope = Scope::ThisThread);
   ~LoggedErrors();
   LoggedErrors(const LoggedErrors&) = delete;
   LoggedErrors& operator=(const LoggedErrors&) = delete;
-  const std::vector<std::string>& messages() const noexcept { return messages_; }
+  std::vector<std::string> messages() const;
+  bool empty() const;
   std::string joined() const;
 
  private:
   friend class TensorRTLogger;
+  void add(const char* message);
+  mutable std::mutex mutex_;
   std::vector<std::string> messages_;
   LoggedErrors* outer_;
+  Scope scope_;
 };
 
 class DeserializedEngine;

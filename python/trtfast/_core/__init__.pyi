@@ -4,6 +4,7 @@ trtfast's C++ core. Use the trtfast package, not this module.
 from __future__ import annotations
 import collections.abc
 import typing
+import typing_extensions
 from . import cuda
 from . import engine_file
 __all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
@@ -163,7 +164,7 @@ def build_info() -> dict[str, typing.Any]:
     """
     What this build of trtfast was compiled with.
     """
-def build_plan(library: TensorRTLibrary, onnx: bytes, options: dict[str, typing.Any], progress: collections.abc.Callable[[str, str, int, int], typing.Any] | None = None) -> dict[str, typing.Any]:
+def build_plan(library: TensorRTLibrary, onnx: typing_extensions.Buffer, options: dict[str, typing.Any], progress: collections.abc.Callable[[str, str, int, int], typing.Any] | None = None) -> dict[str, typing.Any]:
     """
     Build a serialized TensorRT plan from ONNX bytes.
     
