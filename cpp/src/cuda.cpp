@@ -139,6 +139,27 @@ int current_device() {
   return device;
 }
 
+CurrentDevice::CurrentDevice(int device) noexcept {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (previous != device) {
+    if (cudaSetDevice(device) == cudaSuccess) {
+      previous_ = previous;
+    } else {
+      cudaGetLastError();
+    }
+  }
+}
+
+CurrentDevice::~CurrentDevice() {
+  if (previous_ >= 0) {
+    cudaSetDevice(previous_);
+  }
+}
+
 void StreamView::synchronize() const { TRTFAST_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 // --- Stream --------------------------------------------------------------------------------------

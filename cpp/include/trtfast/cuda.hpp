@@ -54,6 +54,20 @@ std::vector<DeviceInfo> devices();
 DeviceInfo device_info(int device);
 void set_device(int device);
 int current_device();
+
+// Makes `device` current for its scope and restores the caller's device after it. Never throws,
+// so destructors use it: objects that hold device memory are freed with their own device
+// current (on a failure the current device is left as it was).
+class CurrentDevice {
+ public:
+  explicit CurrentDevice(int device) noexcept;
+  ~CurrentDevice();
+  CurrentDevice(const CurrentDevice&) = delete;
+  CurrentDevice& operator=(const CurrentDevice&) = delete;
+
+ private:
+  int previous_ = -1;  // -1: nothing to restore
+};
 // (free, total) bytes of device memory, as cudaMemGetInfo reports them for `device`.
 std::pair<std::size_t, std::size_t> memory_info(int device);
 
