@@ -172,8 +172,8 @@ Signature::Signature(std::vector<TensorInfo> inputs, std::vector<TensorInfo> out
     for (const TensorInfo& tensor : *tensors) {
       if (!tensor.nonlinear_format.empty()) {
         throw EngineCompatibilityError(
-            "tensor '" + tensor.name + "' uses TensorRT's " + tensor.nonlinear_format +
-            " format; trtfast sessions read and write inputs and outputs as dense row-major "
+            "tensor '" + tensor.name + "' uses TensorRT's format " + tensor.nonlinear_format +
+            "; trtfast sessions read and write inputs and outputs as dense row-major "
             "tensors (TensorRT's kLINEAR) only. Rebuild the engine with linear IO: leave the "
             "IO formats at their default (trtfast build does), or with trtexec give "
             "--inputIOFormats/--outputIOFormats as <type>:chw, or in TensorRT's Python API set "
