@@ -28,29 +28,6 @@ std::size_t byte_size(const Dims& shape, DataType dtype) {
   return volume <= 0 ? 0 : static_cast<std::size_t>(volume) * dtype_size(dtype);
 }
 
-// Makes the session's device current for one call; the caller's device is restored after it.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      TRTFAST_CUDA_CHECK(cudaSetDevice(device));
-    }
-    changed_ = previous_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) {
-      cudaSetDevice(previous_);
-    }
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int previous_ = 0;
-  bool changed_ = false;
-};
-
 std::int64_t as_key(const void* address) {
   return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(address));
 }
@@ -153,7 +130,7 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
       num_outputs_(executor_->signature().outputs().size()),
       scratch_(kAlignment, device_),
       graphs_enabled_(options_.cuda_graph && options_.graph_cache_size > 0) {
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   input_capacity_.assign(num_inputs_, kAlignment);
   output_capacity_.assign(num_outputs_, kAlignment);
   data_dependent_.assign(num_outputs_, false);
@@ -342,7 +319,7 @@ void Session::check_host_memory(const cuda::HostBuffer& buffer) {
 }
 
 void Session::order_after(cudaStream_t producer) {
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   wait_for(producer, device_stream());
 }
 
@@ -355,7 +332,7 @@ void Session::prepare(const TensorArg* inputs) {
   finish_work_in_flight();
   const Signature& sig = signature();
   const int profile = sig.check_inputs(inputs, device_, current_profile_);
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   bool changed = false;
   try {
     if (profile != current_profile_) {
@@ -763,7 +740,7 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   // may still read or write.
   finish_work_in_flight();
   const Signature& sig = signature();
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   std::shared_ptr<Block> block;
   resolve_addresses(inputs, outputs, block);
 
