@@ -104,7 +104,10 @@ def test_numpy_graphs_and_shapes(engine: trtfast.Engine) -> None:
         stats = session.stats
         assert stats["graphs_enabled"] is True
         assert stats["graph_captures"] == 3
-        assert stats["graph_launches"] == 12
+        # Returning to batch 8 and then 1 applies each change by a plain enqueue first: TensorRT
+        # applies shape changes at the next enqueue, which a replay does not run.
+        assert stats["graph_launches"] == 10
+        assert stats["plain_runs"] == 5
         with pytest.raises(trtfast.InputError, match=r"allowed \[1, 4\] to \[64, 4\]"):
             session(x=_x(65))
 

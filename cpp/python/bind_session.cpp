@@ -247,7 +247,8 @@ class PySession {
     reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
     session.prepare(inputs_.data());
     const bool device_mode = any_device(inputs_);
-    read_outputs(session, out, device_mode, outputs_, keep_);
+    read_outputs(session, out, device_mode, inputs_, outputs_, keep_);
+    take_aliased_inputs(session, mapping, named, outputs_);
     try {
       wait_for_producers(session, keep_);
       without_gil([&] { session.execute(inputs_.data(), outputs_.data(), pooled_.data()); });
@@ -297,13 +298,15 @@ class PySession {
                          "run(inputs) instead");
       }
     }
-    read_outputs(session, outputs, device_mode, bound_outputs_, bound_keep_);
+    read_outputs(session, outputs, device_mode, bound_inputs_, bound_outputs_, bound_keep_);
+    take_aliased_inputs(session, mapping, py::none(), bound_outputs_);
     wait_for_producers(session, bound_keep_);
     // Outputs the caller did not give get buffers of their own for the binding's lifetime.
     py::dict result;
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
       OutputArg& target = bound_outputs_[j];
-      if (target.target == OutputTarget::Pooled) {
+      if (target.target == OutputTarget::Pooled &&
+          session.signature().aliased_input(static_cast<int>(j)) < 0) {
         const TensorInfo& info = session.signature().outputs()[j];
         DeviceArray array;
         array.shape = session.output_shape(static_cast<int>(j));
@@ -405,9 +408,30 @@ class PySession {
     }
   }
 
+  // An output that shares memory with a device input (TensorRT's aliased IO) has that input,
+  // updated in place, as its result.
+  void take_aliased_inputs(Session& session, const py::object& mapping, const py::object& named,
+                           const std::vector<OutputArg>& targets) {
+    const Signature& sig = session.signature();
+    for (std::size_t j = 0; j < targets.size(); ++j) {
+      const int input = sig.aliased_input(static_cast<int>(j));
+      if (input < 0 || targets[j].target != OutputTarget::Pooled) {
+        continue;
+      }
+      const py::str name(sig.inputs()[static_cast<std::size_t>(input)].name);
+      if (!named.is_none() && PyDict_Contains(named.ptr(), name.ptr()) == 1) {
+        results_[j] = named[name];
+      } else {
+        results_[j] = mapping[name];
+      }
+    }
+  }
+
   // Outputs follow the inputs: host arrays in, numpy out; any device array in, device arrays out.
+  // An output that shares memory with an input follows that input.
   void read_outputs(Session& session, const py::object& out, bool device_mode,
-                    std::vector<OutputArg>& targets, Keep& keep) {
+                    const std::vector<TensorArg>& inputs, std::vector<OutputArg>& targets,
+                    Keep& keep) {
     std::fill(given_.begin(), given_.end(), false);
     if (!out.is_none()) {
       py::dict given;
@@ -436,7 +460,11 @@ class PySession {
       }
       OutputArg& target = targets[j];
       target.tensor = TensorArg{};
-      if (device_mode) {
+      const int aliased = session.signature().aliased_input(static_cast<int>(j));
+      const bool device_result =
+          aliased >= 0 ? inputs[static_cast<std::size_t>(aliased)].location == Location::Device
+                       : device_mode;
+      if (device_result) {
         target.target = OutputTarget::Pooled;
         continue;
       }
@@ -460,6 +488,10 @@ class PySession {
   py::object result_object(Session& session, std::size_t j) {
     const OutputArg& target = outputs_[j];
     const TensorInfo& info = session.signature().outputs()[j];
+    if (target.target == OutputTarget::Pooled &&
+        session.signature().aliased_input(static_cast<int>(j)) >= 0) {
+      return results_[j];  // the input, updated in place
+    }
     if (target.target == OutputTarget::Pooled) {
       DeviceArray array;
       array.owner = std::move(pooled_[j].owner);
@@ -526,7 +558,7 @@ class PySession {
     for (const auto& [kind, message] : pending) {
       PyObject* category = PyExc_RuntimeWarning;
       py::object performance;
-      if (kind == SessionWarning::PageableStaging) {
+      if (kind == SessionWarning::PageableStaging || kind == SessionWarning::UnalignedStaging) {
         performance = py::module_::import("trtfast.errors").attr("PerformanceWarning");
         category = performance.ptr();
       }

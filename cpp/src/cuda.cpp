@@ -23,29 +23,6 @@ void throw_cuda_error(cudaError_t status, const char* call, const char* file, in
 
 namespace {
 
-// Makes `device` current for one scope and restores the caller's device after it.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      TRTFAST_CUDA_CHECK(cudaSetDevice(device));
-    }
-    changed_ = previous_ != device;
-  }
-  ~DeviceGuard() {
-    if (changed_) {
-      cudaSetDevice(previous_);
-    }
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-  bool changed_ = false;
-};
-
 std::atomic<std::uint64_t> allocations{0};
 
 void check_device_index(int device) {
@@ -126,7 +103,7 @@ void set_device(int device) {
 
 std::pair<std::size_t, std::size_t> memory_info(int device) {
   check_device_index(device);
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   std::size_t free = 0;
   std::size_t total = 0;
   TRTFAST_CUDA_CHECK(cudaMemGetInfo(&free, &total));
@@ -139,13 +116,48 @@ int current_device() {
   return device;
 }
 
+DeviceScope::DeviceScope(int device) {
+  TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) {
+    TRTFAST_CUDA_CHECK(cudaSetDevice(device));
+    changed_ = true;
+  }
+}
+
+DeviceScope::~DeviceScope() {
+  if (changed_) {
+    cudaSetDevice(previous_);
+  }
+}
+
+CurrentDevice::CurrentDevice(int device) noexcept {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (previous != device) {
+    if (cudaSetDevice(device) == cudaSuccess) {
+      previous_ = previous;
+    } else {
+      cudaGetLastError();
+    }
+  }
+}
+
+CurrentDevice::~CurrentDevice() {
+  if (previous_ >= 0) {
+    cudaSetDevice(previous_);
+  }
+}
+
 void StreamView::synchronize() const { TRTFAST_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 // --- Stream --------------------------------------------------------------------------------------
 
 Stream::Stream(int device, StreamOrder order) : device_(device) {
   check_device_index(device);
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   const unsigned flags =
       order == StreamOrder::Independent ? cudaStreamNonBlocking : cudaStreamDefault;
   TRTFAST_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, flags));
@@ -175,7 +187,7 @@ void Stream::reset() noexcept {
 
 Event::Event(int device, bool timing, SyncMode sync) {
   check_device_index(device);
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   unsigned flags = timing ? cudaEventDefault : cudaEventDisableTiming;
   if (sync == SyncMode::Blocking) {
     flags |= cudaEventBlockingSync;
@@ -227,7 +239,7 @@ DeviceBuffer::DeviceBuffer(std::size_t bytes, int device) : size_(bytes), device
   if (bytes == 0) {
     return;
   }
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   allocations.fetch_add(1, std::memory_order_relaxed);
   const cudaError_t status = cudaMalloc(&data_, bytes);
   if (status != cudaSuccess) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -27,31 +28,46 @@ std::size_t byte_size(const Dims& shape, DataType dtype) {
   return volume <= 0 ? 0 : static_cast<std::size_t>(volume) * dtype_size(dtype);
 }
 
-// Makes the session's device current for one call; the caller's device is restored after it.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    TRTFAST_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      TRTFAST_CUDA_CHECK(cudaSetDevice(device));
-    }
-    changed_ = previous_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) {
-      cudaSetDevice(previous_);
-    }
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int previous_ = 0;
-  bool changed_ = false;
-};
-
 std::int64_t as_key(const void* address) {
   return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(address));
+}
+
+// The largest values profile `profile` allows for shape-tensor input `input`, in its dtype's
+// layout (int32 values packed two to an int64 slot).
+std::vector<std::int64_t> max_shape_values(const TensorInfo& input, int profile) {
+  const std::int64_t volume = input.profiles[static_cast<std::size_t>(profile)].max.volume();
+  const auto count = static_cast<std::size_t>(std::max<std::int64_t>(volume, 0));
+  std::vector<std::int64_t> values(count + 1, 0);
+  const Dims* largest = input.value_profiles.empty()
+                            ? nullptr
+                            : &input.value_profiles[static_cast<std::size_t>(profile)].max;
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::int64_t value =
+        largest != nullptr && k < static_cast<std::size_t>(largest->rank) ? largest->d[k] : 1;
+    if (input.dtype == DataType::Int32) {
+      const auto narrow = static_cast<std::int32_t>(value);
+      std::memcpy(reinterpret_cast<char*>(values.data()) + k * sizeof(narrow), &narrow,
+                  sizeof(narrow));
+    } else {
+      values[k] = value;
+    }
+  }
+  return values;
+}
+
+bool is_aligned(const void* address) {
+  return reinterpret_cast<std::uintptr_t>(address) % kAlignment == 0;
+}
+
+std::int64_t shape_value(const void* values, std::size_t index, DataType dtype) {
+  if (dtype == DataType::Int32) {
+    std::int32_t value = 0;
+    std::memcpy(&value, static_cast<const char*>(values) + index * sizeof(value), sizeof(value));
+    return value;
+  }
+  std::int64_t value = 0;
+  std::memcpy(&value, static_cast<const char*>(values) + index * sizeof(value), sizeof(value));
+  return value;
 }
 
 }  // namespace
@@ -114,12 +130,17 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
       num_outputs_(executor_->signature().outputs().size()),
       scratch_(kAlignment, device_),
       graphs_enabled_(options_.cuda_graph && options_.graph_cache_size > 0) {
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   input_capacity_.assign(num_inputs_, kAlignment);
   output_capacity_.assign(num_outputs_, kAlignment);
   data_dependent_.assign(num_outputs_, false);
   input_staging_.resize(num_inputs_);
   output_staging_.resize(num_outputs_);
+  input_aligned_.resize(num_inputs_);
+  output_aligned_.resize(num_outputs_);
+  input_unaligned_.assign(num_inputs_, false);
+  output_unaligned_.assign(num_outputs_, false);
+  shape_values_.resize(num_inputs_);
   current_shapes_.assign(num_inputs_, Dims{});
   for (Dims& shape : current_shapes_) {
     shape.rank = -1;  // nothing set yet
@@ -130,9 +151,17 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
   output_addresses_.assign(num_outputs_, nullptr);
   output_shapes_.assign(num_outputs_, Dims{});
   result_shapes_.assign(num_outputs_, Dims{});
-  key_.reserve(1 + num_inputs_ * (kMaxRank + 3) + num_outputs_ * 2);
   graphs_.reserve(options_.graph_cache_size);
   size_buffers();
+  std::size_t key_size = 1 + num_inputs_ * (kMaxRank + 3) + num_outputs_ * 2;
+  const Signature& sig = signature();
+  for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (sig.inputs()[i].host_memory) {
+      shape_values_[i].assign(input_capacity_[i], 0);
+      key_size += input_capacity_[i] / dtype_size(sig.inputs()[i].dtype);
+    }
+  }
+  key_.reserve(key_size);
   stats_.graphs_enabled = graphs_enabled_;
 }
 
@@ -152,13 +181,27 @@ void Session::size_buffers() {
       }
     }
   }
+  for (const TensorInfo& input : sig.inputs()) {
+    if (input.host_memory && input.dtype != DataType::Int32 && input.dtype != DataType::Int64) {
+      throw Error("input '" + input.name + "' lives in host memory but is " +
+                  dtype_name(input.dtype) + "; TensorRT's shape tensors are int32 or int64");
+    }
+  }
   for (int profile = 0; profile < sig.num_profiles(); ++profile) {
     executor_->select_profile(profile, stream_.get());
+    // Shape-tensor inputs take their profile's largest values, so outputs are sized for them
+    // (prepare grows an output that a call needs larger). The executor forgets these addresses
+    // at the first call's profile switch.
+    std::vector<std::vector<std::int64_t>> largest_values(num_inputs_);
     for (std::size_t i = 0; i < num_inputs_; ++i) {
       const TensorInfo& input = sig.inputs()[i];
       const Dims& largest = input.profiles[static_cast<std::size_t>(profile)].max;
       executor_->set_input_shape(static_cast<int>(i), largest);
       input_capacity_[i] = std::max(input_capacity_[i], align_up(byte_size(largest, input.dtype)));
+      if (input.host_memory) {
+        largest_values[i] = max_shape_values(input, profile);
+        executor_->set_input_address(static_cast<int>(i), largest_values[i].data());
+      }
     }
     for (std::size_t j = 0; j < num_outputs_; ++j) {
       const Dims shape = executor_->output_shape(static_cast<int>(j));
@@ -184,11 +227,19 @@ void Session::size_buffers() {
     // TensorRT cannot capture engines with data-dependent shapes in a graph.
     graphs_enabled_ = false;
   }
+  layout_block();
+}
+
+// A pooled block holds every output of a call, except those the engine writes elsewhere
+// (data-dependent ones into their staging, aliased ones into their input).
+void Session::layout_block() {
   block_offsets_.assign(num_outputs_, 0);
   block_size_ = 0;
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     block_offsets_[j] = block_size_;
-    block_size_ += data_dependent_[j] ? 0 : output_capacity_[j];
+    const bool elsewhere =
+        data_dependent_[j] || signature().aliased_input(static_cast<int>(j)) >= 0;
+    block_size_ += elsewhere ? 0 : output_capacity_[j];
   }
 }
 
@@ -268,7 +319,7 @@ void Session::check_host_memory(const cuda::HostBuffer& buffer) {
 }
 
 void Session::order_after(cudaStream_t producer) {
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   wait_for(producer, device_stream());
 }
 
@@ -281,85 +332,188 @@ void Session::prepare(const TensorArg* inputs) {
   finish_work_in_flight();
   const Signature& sig = signature();
   const int profile = sig.check_inputs(inputs, device_, current_profile_);
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   bool changed = false;
-  if (profile != current_profile_) {
-    current_profile_ = -1;  // unknown until the switch succeeds
-    executor_->select_profile(profile, stream_.get());
-    // The switch may queue work on stream_, and the call may run on default_ordered_. Switches
-    // are rare, so waiting here costs little.
-    stream_.synchronize();
-    ++stats_.executor_calls;
-    current_profile_ = profile;
-    for (Dims& shape : current_shapes_) {
-      shape.rank = -1;
-    }
-    std::fill(current_input_addresses_.begin(), current_input_addresses_.end(), nullptr);
-    std::fill(current_output_addresses_.begin(), current_output_addresses_.end(), nullptr);
-    changed = true;
-  }
-  for (std::size_t i = 0; i < num_inputs_; ++i) {
-    if (inputs[i].shape != current_shapes_[i]) {
-      current_shapes_[i].rank = -1;
-      executor_->set_input_shape(static_cast<int>(i), inputs[i].shape);
+  try {
+    if (profile != current_profile_) {
+      current_profile_ = -1;  // unknown until the switch succeeds
+      executor_changed_ = true;
+      executor_->select_profile(profile, stream_.get());
+      // TensorRT: not synchronizing the stream of the switch with the stream of the enqueue is
+      // undefined behaviour, and the call may run on default_ordered_. Switches are rare.
+      stream_.synchronize();
       ++stats_.executor_calls;
-      current_shapes_[i] = inputs[i].shape;
+      current_profile_ = profile;
+      for (Dims& shape : current_shapes_) {
+        shape.rank = -1;
+      }
+      std::fill(current_input_addresses_.begin(), current_input_addresses_.end(), nullptr);
+      std::fill(current_output_addresses_.begin(), current_output_addresses_.end(), nullptr);
       changed = true;
     }
-  }
-  if (!changed) {
-    return;
-  }
-  for (std::size_t j = 0; j < num_outputs_; ++j) {
-    output_shapes_[j] = executor_->output_shape(static_cast<int>(j));
-    ++stats_.executor_calls;
-    if (data_dependent_[j]) {
-      continue;
-    }
-    const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
-    if (bytes > output_capacity_[j]) {
-      // An output larger than at the profile maximum: rare, so grow rather than refuse.
-      output_capacity_[j] = align_up(bytes);
-      output_staging_[j].reset();
-      blocks_.clear();  // blocks still held by callers live on through their owners
-      block_size_ = 0;
-      for (std::size_t k = 0; k < num_outputs_; ++k) {
-        block_offsets_[k] = block_size_;
-        block_size_ += data_dependent_[k] ? 0 : output_capacity_[k];
+    for (std::size_t i = 0; i < num_inputs_; ++i) {
+      const bool shape_changed = inputs[i].shape != current_shapes_[i];
+      if (shape_changed) {
+        current_shapes_[i].rank = -1;
+        executor_changed_ = true;
+        executor_->set_input_shape(static_cast<int>(i), inputs[i].shape);
+        ++stats_.executor_calls;
+        current_shapes_[i] = inputs[i].shape;
+        changed = true;
       }
-      graphs_.clear();
+      if (sig.inputs()[i].host_memory && load_shape_values(i, inputs[i], shape_changed)) {
+        // TensorRT reads shape values at the address when it infers shapes and at enqueue;
+        // setting the address again tells it that they changed.
+        void* values = shape_values_[i].data();
+        current_input_addresses_[i] = nullptr;
+        executor_changed_ = true;
+        executor_->set_input_address(static_cast<int>(i), values);
+        ++stats_.executor_calls;
+        current_input_addresses_[i] = values;
+        changed = true;
+      }
     }
+    if (!changed) {
+      return;
+    }
+    for (std::size_t j = 0; j < num_outputs_; ++j) {
+      output_shapes_[j] = executor_->output_shape(static_cast<int>(j));
+      ++stats_.executor_calls;
+      if (data_dependent_[j]) {
+        continue;
+      }
+      const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
+      if (bytes > output_capacity_[j]) {
+        // An output larger than at the profile maximum: rare, so grow rather than refuse.
+        output_capacity_[j] = align_up(bytes);
+        output_staging_[j].reset();
+        output_aligned_[j] = cuda::DeviceBuffer();
+        blocks_.clear();  // blocks still held by callers live on through their owners
+        layout_block();
+        graphs_.clear();
+      }
+    }
+  } catch (...) {
+    // Whatever failed (a shape, a shape query), the next call sets everything again rather than
+    // trusting shapes or output shapes this call left half-done.
+    forget_executor_state();
+    throw;
   }
+}
+
+void Session::forget_executor_state() {
+  for (Dims& shape : current_shapes_) {
+    shape.rank = -1;
+  }
+  std::fill(current_input_addresses_.begin(), current_input_addresses_.end(), nullptr);
+  std::fill(current_output_addresses_.begin(), current_output_addresses_.end(), nullptr);
+  executor_changed_ = true;
+}
+
+bool Session::load_shape_values(std::size_t input, const TensorArg& arg, bool shape_changed) {
+  const std::size_t bytes = byte_size(arg.shape, arg.dtype);
+  std::vector<unsigned char>& values = shape_values_[input];
+  const bool same = !shape_changed && current_input_addresses_[input] == values.data() &&
+                    (bytes == 0 || std::memcmp(values.data(), arg.data, bytes) == 0);
+  if (same) {
+    return false;
+  }
+  if (bytes > 0) {
+    std::memcpy(values.data(), arg.data, bytes);
+  }
+  return true;
 }
 
 void Session::check_output(int output, const TensorArg& buffer) const {
   const auto j = static_cast<std::size_t>(output);
+  const Signature& sig = signature();
   if (data_dependent_[j]) {
-    throw InputError("output '" + signature().outputs()[j].name +
+    throw InputError("output '" + sig.outputs()[j].name +
                      "': its shape depends on the data, so no buffer can be given for it");
   }
-  signature().check_output(output, buffer, output_shapes_[j], device_);
+  const int input = sig.aliased_input(output);
+  if (input >= 0) {
+    throw InputError("output '" + sig.outputs()[j].name + "' shares memory with input '" +
+                     sig.inputs()[static_cast<std::size_t>(input)].name +
+                     "': the engine writes it in place there, so no buffer can be given for it");
+  }
+  sig.check_output(output, buffer, output_shapes_[j], device_);
+}
+
+void* Session::aligned(cuda::DeviceBuffer& slot, std::size_t capacity, const std::string& tensor,
+                       const void* address) {
+  if (slot.data() == nullptr) {
+    slot = cuda::DeviceBuffer(capacity, device_);
+    graphs_.clear();  // captured graphs never refer to freed or new memory
+  }
+  if (!warned_unaligned_) {
+    warned_unaligned_ = true;
+    if (options_.warn) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%p", address);
+      options_.warn(SessionWarning::UnalignedStaging,
+                    "the device array for '" + tensor + "' starts at " + text +
+                        ", which is not 256-byte aligned as TensorRT requires; this session "
+                        "copies such arrays through an aligned buffer of its own (one device "
+                        "copy each way per call). Pass arrays that start on their allocation "
+                        "(a slice such as t[1:] does not; t[1:].clone() does)");
+    }
+  }
+  return slot.data();
 }
 
 void Session::resolve_addresses(const TensorArg* inputs, const OutputArg* outputs,
                                 std::shared_ptr<Block>& block) {
+  const Signature& sig = signature();
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     const TensorArg& arg = inputs[i];
     void* address = nullptr;
-    if (arg.location == Location::Device) {
-      address = arg.shape.volume() == 0 ? scratch_.data() : arg.data;
-    } else {
+    input_unaligned_[i] = false;
+    if (sig.inputs()[i].host_memory) {
+      address = shape_values_[i].data();  // TensorRT reads shape tensors from host memory
+    } else if (arg.location == Location::Host) {
       address = input_staging(static_cast<int>(i)).device.data();
+    } else if (arg.shape.volume() == 0) {
+      address = scratch_.data();
+    } else if (!is_aligned(arg.data)) {
+      input_unaligned_[i] = true;
+      address = aligned(input_aligned_[i], input_capacity_[i], sig.inputs()[i].name, arg.data);
+    } else {
+      address = arg.data;
     }
     input_addresses_[i] = address;
   }
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     const OutputArg& out = outputs[j];
     void* address = nullptr;
-    if (data_dependent_[j] || out.target == OutputTarget::Host) {
+    output_unaligned_[j] = false;
+    const int input = sig.aliased_input(static_cast<int>(j));
+    if (input >= 0) {
+      // The engine updates the input in place: the output is bound where the input is.
+      const auto i = static_cast<std::size_t>(input);
+      if (out.target == OutputTarget::Device ||
+          (out.target == OutputTarget::Pooled && inputs[i].location == Location::Host)) {
+        throw InputError("output '" + sig.outputs()[j].name + "' shares memory with input '" +
+                         sig.inputs()[i].name +
+                         "': its result is that input updated in place (a device input), or a "
+                         "host array (a host input), never a buffer of its own");
+      }
+      address = input_addresses_[i];
+      if (out.target == OutputTarget::Host) {
+        output_staging(static_cast<int>(j));  // its host side receives the result
+      }
+    } else if (data_dependent_[j] || out.target == OutputTarget::Host) {
       address = output_staging(static_cast<int>(j)).device.data();
     } else if (out.target == OutputTarget::Device) {
-      address = output_shapes_[j].volume() == 0 ? scratch_.data() : out.tensor.data;
+      if (output_shapes_[j].volume() == 0) {
+        address = scratch_.data();
+      } else if (!is_aligned(out.tensor.data)) {
+        output_unaligned_[j] = true;
+        address = aligned(output_aligned_[j], output_capacity_[j], sig.outputs()[j].name,
+                          out.tensor.data);
+      } else {
+        address = out.tensor.data;
+      }
     } else {
       if (!block) {
         block = acquire_block();
@@ -374,6 +528,7 @@ void Session::bind_addresses() {
   for (std::size_t i = 0; i < num_inputs_; ++i) {
     if (input_addresses_[i] != current_input_addresses_[i]) {
       current_input_addresses_[i] = nullptr;
+      executor_changed_ = true;
       executor_->set_input_address(static_cast<int>(i), input_addresses_[i]);
       ++stats_.executor_calls;
       current_input_addresses_[i] = input_addresses_[i];
@@ -382,6 +537,7 @@ void Session::bind_addresses() {
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     if (output_addresses_[j] != current_output_addresses_[j]) {
       current_output_addresses_[j] = nullptr;
+      executor_changed_ = true;
       executor_->set_output_address(static_cast<int>(j), output_addresses_[j]);
       ++stats_.executor_calls;
       current_output_addresses_[j] = output_addresses_[j];
@@ -390,6 +546,7 @@ void Session::bind_addresses() {
 }
 
 void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
+  const Signature& sig = signature();
   key_.clear();
   key_.push_back(current_profile_);
   for (std::size_t i = 0; i < num_inputs_; ++i) {
@@ -399,6 +556,13 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
       key_.push_back(arg.shape.d[static_cast<std::size_t>(k)]);
     }
     key_.push_back(as_key(input_addresses_[i]));
+    if (sig.inputs()[i].host_memory) {
+      // A graph holds what TensorRT made of the values at capture.
+      const auto count = static_cast<std::size_t>(std::max<std::int64_t>(arg.shape.volume(), 0));
+      for (std::size_t k = 0; k < count; ++k) {
+        key_.push_back(shape_value(shape_values_[i].data(), k, arg.dtype));
+      }
+    }
   }
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     key_.push_back(static_cast<std::int64_t>(outputs[j].target));
@@ -406,28 +570,46 @@ void Session::build_key(const TensorArg* inputs, const OutputArg* outputs) {
   }
 }
 
-// Copies of host inputs from host staging to the device. Never captured: a copy between pinned
-// and device memory queued on a stream costs less than the same copy as a graph node, and a
-// graph could not hold a copy from pageable staging at all.
+// Copies of host inputs from host staging to the device, and of unaligned device inputs into
+// their aligned buffers. Never captured: a copy between pinned and device memory queued on a
+// stream costs less than the same copy as a graph node, a graph could not hold a copy from
+// pageable staging at all, and a caller's unaligned address may differ at every call.
 void Session::stage_inputs(const TensorArg* inputs, cudaStream_t stream) {
   const Signature& sig = signature();
   for (std::size_t i = 0; i < num_inputs_; ++i) {
+    const TensorInfo& info = sig.inputs()[i];
+    if (info.host_memory) {
+      continue;
+    }
+    const std::size_t bytes = byte_size(inputs[i].shape, info.dtype);
     if (inputs[i].location == Location::Host) {
       Staging& staging = *input_staging_[i];
-      cuda::copy_async(staging.device.data(), staging.host.data(),
-                       byte_size(inputs[i].shape, sig.inputs()[i].dtype), cuda::StreamView(stream));
+      cuda::copy_async(staging.device.data(), staging.host.data(), bytes, cuda::StreamView(stream));
+    } else if (input_unaligned_[i]) {
+      cuda::copy_async(input_addresses_[i], inputs[i].data, bytes, cuda::StreamView(stream));
     }
   }
 }
 
-void Session::stage_outputs(const OutputArg* outputs, cudaStream_t stream) {
+void Session::stage_outputs(const TensorArg* inputs, const OutputArg* outputs,
+                            cudaStream_t stream) {
   const Signature& sig = signature();
   for (std::size_t j = 0; j < num_outputs_; ++j) {
-    if (outputs[j].target == OutputTarget::Host && !data_dependent_[j]) {
-      Staging& staging = *output_staging_[j];
-      cuda::copy_async(staging.host.data(), staging.device.data(),
-                       byte_size(output_shapes_[j], sig.outputs()[j].dtype),
+    if (data_dependent_[j]) {
+      continue;
+    }
+    const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
+    const int input = sig.aliased_input(static_cast<int>(j));
+    if (outputs[j].target == OutputTarget::Host) {
+      cuda::copy_async(output_staging_[j]->host.data(), output_addresses_[j], bytes,
                        cuda::StreamView(stream));
+    } else if (output_unaligned_[j]) {
+      cuda::copy_async(outputs[j].tensor.data, output_addresses_[j], bytes,
+                       cuda::StreamView(stream));
+    } else if (input >= 0 && input_unaligned_[static_cast<std::size_t>(input)]) {
+      // Updated in place in the aligned copy: back into the caller's array.
+      const auto i = static_cast<std::size_t>(input);
+      cuda::copy_async(inputs[i].data, input_addresses_[i], bytes, cuda::StreamView(stream));
     }
   }
 }
@@ -436,7 +618,8 @@ void Session::stage_outputs(const OutputArg* outputs, cudaStream_t stream) {
 void Session::record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
   stage_inputs(inputs, stream);
   executor_->enqueue(stream);
-  stage_outputs(outputs, stream);
+  executor_changed_ = false;  // TensorRT has applied every change
+  stage_outputs(inputs, outputs, stream);
 }
 
 void Session::run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream) {
@@ -557,12 +740,15 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
   // may still read or write.
   finish_work_in_flight();
   const Signature& sig = signature();
-  DeviceScope scope(device_);
+  const cuda::DeviceScope scope(device_);
   std::shared_ptr<Block> block;
   resolve_addresses(inputs, outputs, block);
 
   bool device_io = false;
   for (std::size_t i = 0; i < num_inputs_; ++i) {
+    if (sig.inputs()[i].host_memory) {
+      continue;  // prepare took its values
+    }
     if (inputs[i].location == Location::Host) {
       // The previous call's work is done, so no copy still reads this staging buffer.
       const std::size_t bytes = byte_size(inputs[i].shape, sig.inputs()[i].dtype);
@@ -591,26 +777,36 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     }
     bool done = false;
     if (graphs_enabled_) {
-      // A replay needs nothing from the executor: the graph holds the addresses.
       build_key(inputs, outputs);
+      GraphEntry* hit = nullptr;
       for (const auto& entry : graphs_) {
         if (entry->key == key_) {
-          entry->last_used = ++tick_;
-          stage_inputs(inputs, stream);
-          if (!entry->empty) {
-            entry->exec.launch(cuda::StreamView(stream));
-          }
-          stage_outputs(outputs, stream);
-          ++stats_.graph_launches;
-          done = true;
+          hit = entry.get();
           break;
         }
       }
-      if (!done) {
-        // Enqueue once outside capture (first enqueues may allocate or synchronize), then
-        // capture the engine's work for the calls to come.
-        bind_addresses();
+      // The graph holds the addresses, but TensorRT applies a changed address (like a changed
+      // shape or profile) at the next enqueue only: the executor must hold the graph's state.
+      bind_addresses();
+      if (hit != nullptr && !executor_changed_) {
+        hit->last_used = ++tick_;
+        stage_inputs(inputs, stream);
+        if (!hit->empty) {
+          hit->exec.launch(cuda::StreamView(stream));
+        }
+        stage_outputs(inputs, outputs, stream);
+        ++stats_.graph_launches;
+        done = true;
+      } else if (hit != nullptr) {
+        // A change since the last enqueue: this call applies it, the next one replays.
+        hit->last_used = ++tick_;
         run_plain(inputs, outputs, stream);
+        done = true;
+      } else {
+        // Enqueue once outside capture (first enqueues may allocate or synchronize), wait for
+        // it as trtexec does, then capture the engine's work for the calls to come.
+        run_plain(inputs, outputs, stream);
+        synchronize(stream);
         capture();
         done = true;
       }
@@ -648,6 +844,13 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
         std::memcpy(out.tensor.data, output_staging_[j]->host.data(), bytes);
       }
     } else if (out.target == OutputTarget::Pooled) {
+      const int input = sig.aliased_input(static_cast<int>(j));
+      if (input >= 0) {
+        // Updated in place: the result is the caller's input, which the caller owns.
+        pooled[j].owner = nullptr;
+        pooled[j].data = inputs[static_cast<std::size_t>(input)].data;
+        continue;
+      }
       // Aliasing: shares the block's count, allocates nothing.
       pooled[j].owner = std::shared_ptr<const void>(block, output_addresses_[j]);
       pooled[j].data = output_addresses_[j];

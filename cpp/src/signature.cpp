@@ -168,6 +168,32 @@ Signature::Signature(std::vector<TensorInfo> inputs, std::vector<TensorInfo> out
       }
     }
   }
+  for (const auto* tensors : {&inputs_, &outputs_}) {
+    for (const TensorInfo& tensor : *tensors) {
+      if (!tensor.nonlinear_format.empty()) {
+        throw EngineCompatibilityError(
+            "tensor '" + tensor.name + "' uses TensorRT's format " + tensor.nonlinear_format +
+            "; trtfast sessions read and write inputs and outputs as dense row-major "
+            "tensors (TensorRT's kLINEAR) only. Rebuild the engine with linear IO: leave the "
+            "IO formats at their default (trtfast build does), or with trtexec give "
+            "--inputIOFormats/--outputIOFormats as <type>:chw, or in TensorRT's Python API set "
+            "tensor.allowed_formats = 1 << int(trt.TensorFormat.LINEAR)");
+      }
+    }
+  }
+  aliased_inputs_.assign(outputs_.size(), -1);
+  for (std::size_t j = 0; j < outputs_.size(); ++j) {
+    const TensorInfo& output = outputs_[j];
+    if (output.aliased_input.empty()) {
+      continue;
+    }
+    const int input = input_index(output.aliased_input);
+    if (input < 0 || inputs_[static_cast<std::size_t>(input)].dtype != output.dtype) {
+      throw Error("output '" + output.name + "' shares memory with '" + output.aliased_input +
+                  "', which is no input of the same dtype");
+    }
+    aliased_inputs_[j] = input;
+  }
 }
 
 int Signature::input_index(std::string_view name) const noexcept {
@@ -237,6 +263,11 @@ void Signature::check_input(int index, const TensorArg& arg, int device) const {
                        " must be " +
                        (info.shape.d[i] >= 0 ? std::to_string(info.shape.d[i]) : ">= 0") + ")");
     }
+  }
+  if (info.host_memory && arg.location == Location::Device) {
+    throw InputError("input '" + info.name +
+                     "' is a shape tensor that TensorRT reads from host memory: expected a "
+                     "host array (numpy), received a device array");
   }
   if (arg.location == Location::Device) {
     if (arg.device != device) {

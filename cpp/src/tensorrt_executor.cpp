@@ -78,7 +78,72 @@ DataType from_tensorrt(nvinfer1::DataType dtype, const char* tensor) {
   throw Error(what + (errors.messages().empty() ? "" : ": " + errors.joined()));
 }
 
-Signature read_signature(const nvinfer1::ICudaEngine& engine) {
+// Library versions (getInferLibVersion: major * 10000 + minor * 100 + patch) from which a method
+// exists. Calling one through headers newer than the library reads past the end of its table.
+constexpr int kAliasedInputTensorSince = 101500;     // ICudaEngine::getAliasedInputTensor
+constexpr int kProfileTensorValuesV2Since = 101100;  // ICudaEngine::getProfileTensorValuesV2
+
+const char* format_name(nvinfer1::TensorFormat format) {
+  // Values, not names: each header set has its own list.
+  static constexpr const char* kNames[] = {"kLINEAR",   "kCHW2",  "kHWC8",   "kCHW4", "kCHW16",
+                                           "kCHW32",    "kDHWC8", "kCDHW32", "kHWC",  "kDLA_LINEAR",
+                                           "kDLA_HWC4", "kHWC16", "kDHWC"};
+  const auto index = static_cast<std::size_t>(format);
+  return index < sizeof kNames / sizeof kNames[0] ? kNames[index] : "non-linear";
+}
+
+// The first profile whose format for `name` is not kLINEAR (dense row-major), as "kHWC8 in
+// profile 1"; empty when every profile is linear. Formats may differ per profile.
+std::string nonlinear_format(const nvinfer1::ICudaEngine& engine, const char* name,
+                             int num_profiles) {
+  for (int profile = 0; profile < num_profiles; ++profile) {
+    const nvinfer1::TensorFormat format = engine.getTensorFormat(name, profile);
+    if (format != nvinfer1::TensorFormat::kLINEAR) {
+      return std::string(format_name(format)) + " (" + engine.getTensorFormatDesc(name, profile) +
+             ") in profile " + std::to_string(profile);
+    }
+  }
+  return {};
+}
+
+// The values a shape-tensor input may take in `profile`: what the builder gave setShapeValuesV2
+// (int64), or setShapeValues (int32, 10.x), whichever the engine holds.
+Dims profile_values(const nvinfer1::ICudaEngine& engine, const char* name, int profile,
+                    nvinfer1::OptProfileSelector select, std::int64_t count, int library_version) {
+  if (count > kMaxRank) {
+    throw EngineCompatibilityError(std::string("shape tensor '") + name + "' holds " +
+                                   std::to_string(count) + " values; trtfast reads at most " +
+                                   std::to_string(kMaxRank));
+  }
+  Dims values;
+  values.rank = static_cast<int>(count);
+  const std::int64_t* wide = library_version >= kProfileTensorValuesV2Since
+                                 ? engine.getProfileTensorValuesV2(name, profile, select)
+                                 : nullptr;
+  if (wide != nullptr) {
+    for (int k = 0; k < values.rank; ++k) {
+      values.d[static_cast<std::size_t>(k)] = wide[k];
+    }
+    return values;
+  }
+#if NV_TENSORRT_MAJOR < 11
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const std::int32_t* narrow = engine.getProfileTensorValues(name, profile, select);
+#pragma GCC diagnostic pop
+  if (narrow != nullptr) {
+    for (int k = 0; k < values.rank; ++k) {
+      values.d[static_cast<std::size_t>(k)] = narrow[k];
+    }
+    return values;
+  }
+#endif
+  throw EngineCompatibilityError(
+      std::string("TensorRT reports no profile values for shape tensor '") + name +
+      "' in profile " + std::to_string(profile));
+}
+
+Signature read_signature(const nvinfer1::ICudaEngine& engine, int library_version) {
   const int num_profiles = engine.getNbOptimizationProfiles();
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
@@ -89,10 +154,31 @@ Signature read_signature(const nvinfer1::ICudaEngine& engine) {
     info.dtype = from_tensorrt(engine.getTensorDataType(name), name);
     info.shape = from_tensorrt(engine.getTensorShape(name), name);
     const bool is_input = engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
+    info.nonlinear_format = nonlinear_format(engine, name, num_profiles);
     if (engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST) {
-      throw Error(std::string("tensor '") + name +
-                  "' lives in host memory (a shape tensor); "
-                  "trtfast sessions run engines whose inputs and outputs are on the device");
+      if (!is_input) {
+        throw EngineCompatibilityError(
+            std::string("output '") + name +
+            "' is a shape tensor in host memory; trtfast sessions return outputs in device "
+            "memory. Mark it a plain output (not a shape tensor) when building");
+      }
+      // A shape tensor: its values, read on the host, decide shapes.
+      info.host_memory = true;
+      const std::int64_t count = info.shape.volume();
+      for (int profile = 0; profile < num_profiles; ++profile) {
+        ProfileRange range;
+        range.min = profile_values(engine, name, profile, nvinfer1::OptProfileSelector::kMIN, count,
+                                   library_version);
+        range.opt = profile_values(engine, name, profile, nvinfer1::OptProfileSelector::kOPT, count,
+                                   library_version);
+        range.max = profile_values(engine, name, profile, nvinfer1::OptProfileSelector::kMAX, count,
+                                   library_version);
+        info.value_profiles.push_back(range);
+      }
+    }
+    if (!is_input && library_version >= kAliasedInputTensorSince) {
+      const char* aliased = engine.getAliasedInputTensor(name);
+      info.aliased_input = aliased != nullptr ? aliased : "";
     }
     if (is_input && info.shape.is_dynamic()) {
       for (int profile = 0; profile < num_profiles; ++profile) {
@@ -153,7 +239,10 @@ class TensorRTExecutor final : public Executor {
     allocators_.resize(output_names_.size());
   }
 
-  ~TensorRTExecutor() override { delete context_; }
+  ~TensorRTExecutor() override {
+    const cuda::CurrentDevice current(engine_->device());  // TensorRT frees on its own device
+    delete context_;
+  }
 
   TensorRTExecutor(const TensorRTExecutor&) = delete;
   TensorRTExecutor& operator=(const TensorRTExecutor&) = delete;
@@ -199,14 +288,16 @@ class TensorRTExecutor final : public Executor {
 
   void set_output_allocator(int output, OutputAllocator* allocator) override {
     const auto j = static_cast<std::size_t>(output);
-    allocators_[j] = std::make_unique<OutputAllocatorAdapter>(allocator, output);
+    // TensorRT keeps using the adapter it holds until it accepts another: free that one only then.
+    auto adapter = std::make_unique<OutputAllocatorAdapter>(allocator, output);
     LoggedErrors errors;
-    if (!context_->setOutputAllocator(output_names_[j], allocators_[j].get()) ||
+    if (!context_->setOutputAllocator(output_names_[j], adapter.get()) ||
         !errors.messages().empty()) {
       throw_logged(
           std::string("TensorRT refused an output allocator for '") + output_names_[j] + "'",
           errors);
     }
+    allocators_[j] = std::move(adapter);
   }
 
   void enqueue(cudaStream_t stream) override {
@@ -235,8 +326,9 @@ class TensorRTExecutor final : public Executor {
 }  // namespace
 
 const Signature& DeserializedEngine::signature() const {
-  std::call_once(impl_->signature_once,
-                 [this] { impl_->signature = read_signature(*impl_->engine); });
+  std::call_once(impl_->signature_once, [this] {
+    impl_->signature = read_signature(*impl_->engine, runtime_->library().version());
+  });
   return impl_->signature;
 }
 

@@ -157,7 +157,11 @@ Runtime::Runtime(std::shared_ptr<const TensorRTLibrary> library, int device,
                  std::unique_ptr<Impl> impl)
     : library_(std::move(library)), device_(device), impl_(std::move(impl)) {}
 
-Runtime::~Runtime() { delete impl_->runtime; }
+// TensorRT objects are destroyed with their own device current (a process may use several).
+Runtime::~Runtime() {
+  const cuda::CurrentDevice current(device_);
+  delete impl_->runtime;
+}
 
 namespace {
 bool mentions_plugins(const std::string& text) {
@@ -198,7 +202,10 @@ std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::
 DeserializedEngine::DeserializedEngine(std::shared_ptr<Runtime> runtime, std::unique_ptr<Impl> impl)
     : runtime_(std::move(runtime)), impl_(std::move(impl)) {}
 
-DeserializedEngine::~DeserializedEngine() { delete impl_->engine; }
+DeserializedEngine::~DeserializedEngine() {
+  const cuda::CurrentDevice current(runtime_->device());
+  delete impl_->engine;
+}
 
 int DeserializedEngine::num_io_tensors() const { return impl_->engine->getNbIOTensors(); }
 

@@ -126,6 +126,16 @@ EngineTimings time_engine(Engine& engine, int profile, const TensorArg* inputs, 
         static_cast<std::size_t>(std::max<std::int64_t>(input.shape.volume(), 0)) *
         dtype_size(info.dtype);
     executor->set_input_shape(static_cast<int>(i), input.shape);
+    if (info.host_memory) {
+      // A shape tensor: TensorRT reads its values from host memory, at enqueue.
+      if (input.location != Location::Host) {
+        throw InputError("input '" + info.name +
+                         "' is a shape tensor that TensorRT reads from host memory: expected a "
+                         "host array");
+      }
+      executor->set_input_address(static_cast<int>(i), input.data);
+      continue;
+    }
     buffers.emplace_back(std::max<std::size_t>(bytes, 1), device);
     if (bytes > 0) {
       cuda::copy_async(buffers.back().data(), input.data, bytes, stream.view());

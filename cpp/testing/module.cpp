@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "test_engine.hpp"
@@ -25,7 +27,7 @@ using ProfileList = std::vector<std::tuple<std::int64_t, std::int64_t, std::int6
 
 std::shared_ptr<TestEngine> make(TestKind kind, const ProfileList& profiles, int device,
                                  std::int64_t features, float a, float b, double delay_us,
-                                 bool break_capture) {
+                                 bool break_capture, std::string io_format = {}) {
   TestEngineOptions options;
   options.kind = kind;
   options.device = device;
@@ -34,6 +36,7 @@ std::shared_ptr<TestEngine> make(TestKind kind, const ProfileList& profiles, int
   options.b = b;
   options.delay_ns = static_cast<std::int64_t>(delay_us * 1000.0);
   options.break_capture = break_capture;
+  options.io_format = std::move(io_format);
   options.profiles.clear();
   for (const auto& [min, opt, max] : profiles) {
     options.profiles.push_back(BatchProfile{min, opt, max});
@@ -56,6 +59,10 @@ PYBIND11_MODULE(_testing, m) {
           "fail_enqueue", [](const TestEngine& e) { return e.fail_enqueue.load(); },
           [](TestEngine& e, bool fail) { e.fail_enqueue.store(fail); },
           "While true, every enqueue throws.")
+      .def_property(
+          "fail_output_shape", [](const TestEngine& e) { return e.fail_output_shape.load(); },
+          [](TestEngine& e, bool fail) { e.fail_output_shape.store(fail); },
+          "While true, every output-shape query throws.")
       .def_property_readonly("enqueue_count",
                              [](const TestEngine& e) { return e.enqueue_count.load(); })
       .def_property_readonly("executors_created",
@@ -65,13 +72,32 @@ PYBIND11_MODULE(_testing, m) {
   m.def(
       "affine",
       [](float a, float b, std::int64_t features, const ProfileList& profiles, int device,
-         double delay_us, bool break_capture) {
-        return make(TestKind::Affine, profiles, device, features, a, b, delay_us, break_capture);
+         double delay_us, bool break_capture, std::string io_format) {
+        return make(TestKind::Affine, profiles, device, features, a, b, delay_us, break_capture,
+                    std::move(io_format));
       },
       py::arg("a") = 2.0f, py::arg("b") = 1.0f, py::arg("features") = 4,
       py::arg("profiles") = one_profile, py::arg("device") = 0, py::arg("delay_us") = 0.0,
-      py::arg("break_capture") = false,
-      "x [-1, features] float32 -> y = a * x + b. profiles: (min, opt, max) batch per profile.");
+      py::arg("break_capture") = false, py::arg("io_format") = "",
+      "x [-1, features] float32 -> y = a * x + b. profiles: (min, opt, max) batch per profile. "
+      "io_format: a non-linear layout declared for x, as TensorRT names it (\"kHWC8\").");
+  m.def(
+      "take_columns",
+      [](float a, float b, std::int64_t features, const ProfileList& profiles, int device) {
+        return make(TestKind::TakeColumns, profiles, device, features, a, b, 0.0, false);
+      },
+      py::arg("a") = 2.0f, py::arg("b") = 1.0f, py::arg("features") = 4,
+      py::arg("profiles") = one_profile, py::arg("device") = 0,
+      "x [-1, features] float32, k int64 [1] (a shape tensor in host memory, 1..features) -> "
+      "y [-1, k] = a * x[:, :k] + b.");
+  m.def(
+      "accumulate",
+      [](std::int64_t features, const ProfileList& profiles, int device) {
+        return make(TestKind::Accumulate, profiles, device, features, 1.0f, 0.0f, 0.0, false);
+      },
+      py::arg("features") = 4, py::arg("profiles") = one_profile, py::arg("device") = 0,
+      "cache [-1, features], update [-1, features] float32 -> cache_out = cache + update, "
+      "aliased to cache (updated in place).");
   m.def(
       "two_outputs",
       [](std::int64_t features, const ProfileList& profiles, int device) {

@@ -1,8 +1,10 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "test_engine.hpp"
 #include "trtfast/cuda.hpp"
@@ -26,16 +28,54 @@ __global__ void affine_kernel(const float* x, float* y, std::int64_t count, floa
   }
 }
 
-__global__ void add_bias_kernel(const float* x, const float* bias, float* sum, std::int64_t count,
+// The element count the executor's shape state holds for input 0 (see TestExecutor::upload_state),
+// never more than the launch was sized for.
+__device__ std::int64_t state_count(const long long* state, std::int64_t launched) {
+  return static_cast<std::int64_t>(*state) < launched ? static_cast<std::int64_t>(*state)
+                                                      : launched;
+}
+
+__global__ void affine_state_kernel(const float* x, float* y, const long long* state,
+                                    std::int64_t launched, float a, float b) {
+  const std::int64_t count = state_count(state, launched);
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = __fadd_rn(__fmul_rn(a, x[i]), b);
+  }
+}
+
+__global__ void add_bias_kernel(const float* x, const float* bias, float* sum,
+                                const long long* state, std::int64_t launched,
                                 std::int64_t features) {
+  const std::int64_t count = state_count(state, launched);
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     sum[i] = __fadd_rn(x[i], bias[i % features]);
   }
 }
 
-__global__ void count_rows_kernel(const float* x, int* positives, std::int64_t rows,
-                                  std::int64_t features) {
+__global__ void add_kernel(const float* x, const float* update, float* sum, const long long* state,
+                           std::int64_t launched) {
+  const std::int64_t count = state_count(state, launched);
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    sum[i] = __fadd_rn(x[i], update[i]);
+  }
+}
+
+__global__ void take_columns_kernel(const float* x, float* y, const long long* state,
+                                    std::int64_t launched, std::int64_t features,
+                                    std::int64_t columns, float a, float b) {
+  const std::int64_t count = state_count(state, launched) / features * columns;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = __fadd_rn(__fmul_rn(a, x[i / columns * features + i % columns]), b);
+  }
+}
+
+__global__ void count_rows_kernel(const float* x, int* positives, const long long* state,
+                                  std::int64_t launched_rows, std::int64_t features) {
+  const std::int64_t rows = state_count(state, launched_rows * features) / features;
   for (std::int64_t row = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
        row < rows; row += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     int total = 0;
@@ -84,6 +124,14 @@ void check_launch(const char* kernel) {
   }
 }
 
+TensorInfo tensor(const char* name, DataType dtype, const Dims& shape) {
+  TensorInfo info;
+  info.name = name;
+  info.dtype = dtype;
+  info.shape = shape;
+  return info;
+}
+
 Signature make_signature(const TestEngineOptions& options) {
   const auto count = static_cast<int>(options.profiles.size());
   const std::int64_t f = options.features;
@@ -103,22 +151,50 @@ Signature make_signature(const TestEngineOptions& options) {
       x.profiles.push_back({Dims{p.min, f}, Dims{p.opt, f}, Dims{p.max, f}});
     }
   }
+  if (!options.io_format.empty()) {
+    x.nonlinear_format = options.io_format + " in profile 0";
+  }
+  if (options.kind == TestKind::Accumulate) {
+    x.name = "cache";
+  }
   inputs.push_back(x);
   switch (options.kind) {
     case TestKind::Affine:
-      outputs.push_back({"y", DataType::Float32, Dims{-1, f}, {}});
+      outputs.push_back(tensor("y", DataType::Float32, Dims{-1, f}));
       break;
+    case TestKind::TakeColumns: {
+      TensorInfo k = tensor("k", DataType::Int64, Dims{1});
+      k.host_memory = true;
+      for (std::size_t p = 0; p < options.profiles.size(); ++p) {
+        k.value_profiles.push_back({Dims{1}, Dims{f}, Dims{f}});
+      }
+      inputs.push_back(k);
+      outputs.push_back(tensor("y", DataType::Float32, Dims{-1, -1}));
+      break;
+    }
+    case TestKind::Accumulate: {
+      TensorInfo update = x;
+      update.name = "update";
+      inputs.push_back(update);
+      TensorInfo cache_out = tensor("cache_out", DataType::Float32, Dims{-1, f});
+      cache_out.aliased_input = "cache";
+      outputs.push_back(cache_out);
+      break;
+    }
     case TestKind::TwoOutputs:
-      inputs.push_back({"bias", DataType::Float32, Dims{f}, {}});
-      outputs.push_back({"sum", DataType::Float32, Dims{-1, f}, {}});
-      outputs.push_back({"positives", DataType::Int32, Dims{-1}, {}});
+      inputs.push_back(tensor("bias", DataType::Float32, Dims{f}));
+      outputs.push_back(tensor("sum", DataType::Float32, Dims{-1, f}));
+      outputs.push_back(tensor("positives", DataType::Int32, Dims{-1}));
       break;
     case TestKind::Positives:
-      outputs.push_back({"values", DataType::Float32, Dims{-1}, {}});
+      outputs.push_back(tensor("values", DataType::Float32, Dims{-1}));
       break;
   }
   return Signature(std::move(inputs), std::move(outputs), count);
 }
+
+constexpr std::uintptr_t kAddressAlignment =
+    256;  // setTensorAddress: "at least 256-byte alignment"
 
 class TestExecutor final : public Executor {
  public:
@@ -129,7 +205,8 @@ class TestExecutor final : public Executor {
         shapes_(signature_.inputs().size()),
         inputs_(signature_.inputs().size(), nullptr),
         outputs_(signature_.outputs().size(), nullptr),
-        allocators_(signature_.outputs().size(), nullptr) {
+        allocators_(signature_.outputs().size(), nullptr),
+        state_(sizeof(long long) * signature_.inputs().size(), options_.device) {
     forget_shapes();
     if (options_.kind == TestKind::Positives) {
       count_device_ = cuda::DeviceBuffer(sizeof(long long), options_.device);
@@ -146,6 +223,7 @@ class TestExecutor final : public Executor {
     }
     profile_ = profile;
     forget_shapes();  // as TensorRT: shapes are set again after a switch
+    state_pending_ = true;
   }
 
   void set_input_shape(int input, const Dims& shape) override {
@@ -161,26 +239,42 @@ class TestExecutor final : public Executor {
                   "' is outside profile " + std::to_string(profile_));
     }
     shapes_[static_cast<std::size_t>(input)] = shape;
+    state_pending_ = true;
   }
 
   void set_input_address(int input, void* address) override {
+    const TensorInfo& info = signature_.inputs()[static_cast<std::size_t>(input)];
+    if (info.host_memory) {
+      require_host(info.name, address);
+    } else {
+      require_aligned(info.name, address);
+    }
     inputs_[static_cast<std::size_t>(input)] = address;
+    state_pending_ = true;
   }
 
   void set_output_address(int output, void* address) override {
+    require_aligned(signature_.outputs()[static_cast<std::size_t>(output)].name, address);
     outputs_[static_cast<std::size_t>(output)] = address;
+    state_pending_ = true;
   }
 
   Dims output_shape(int output) override {
+    if (engine_->fail_output_shape.load()) {
+      throw Error("test executor: the output-shape query failed, as the test asked");
+    }
     require_shapes();
     const Dims& x = shapes_[0];
     switch (options_.kind) {
       case TestKind::Affine:
+      case TestKind::Accumulate:
         return x;
       case TestKind::TwoOutputs:
         return output == 0 ? x : Dims{x.d[0]};
       case TestKind::Positives:
         return Dims{-1};
+      case TestKind::TakeColumns:
+        return Dims{x.d[0], columns()};
     }
     return x;
   }
@@ -200,6 +294,9 @@ class TestExecutor final : public Executor {
         throw Error("test executor: an input address is not set");
       }
     }
+    if (state_pending_) {
+      upload_state();
+    }
     if (options_.delay_ns > 0) {
       delay_kernel<<<1, 1, 0, stream>>>(options_.delay_ns);
       check_launch("delay_kernel");
@@ -210,10 +307,15 @@ class TestExecutor final : public Executor {
     }
     const auto* x = static_cast<const float*>(inputs_[0]);
     const std::int64_t count = shapes_[0].volume();
+    const auto* state = static_cast<const long long*>(state_.data());
     switch (options_.kind) {
       case TestKind::Affine:
         require_output(0);
-        launch_affine(x, static_cast<float*>(outputs_[0]), count, options_.a, options_.b, stream);
+        if (count > 0) {
+          affine_state_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+              x, static_cast<float*>(outputs_[0]), state, count, options_.a, options_.b);
+          check_launch("affine_state_kernel");
+        }
         break;
       case TestKind::TwoOutputs: {
         require_output(0);
@@ -221,19 +323,45 @@ class TestExecutor final : public Executor {
         const std::int64_t rows = shapes_[0].d[0];
         if (count > 0) {
           add_bias_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
-              x, static_cast<const float*>(inputs_[1]), static_cast<float*>(outputs_[0]), count,
-              options_.features);
+              x, static_cast<const float*>(inputs_[1]), static_cast<float*>(outputs_[0]), state,
+              count, options_.features);
           check_launch("add_bias_kernel");
         }
         if (rows > 0) {
           count_rows_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(
-              x, static_cast<int*>(outputs_[1]), rows, options_.features);
+              x, static_cast<int*>(outputs_[1]), state, rows, options_.features);
           check_launch("count_rows_kernel");
         }
         break;
       }
       case TestKind::Positives:
         enqueue_positives(x, count, stream);
+        break;
+      case TestKind::TakeColumns: {
+        require_output(0);
+        // As TensorRT: shape values are read from host memory when the work is enqueued.
+        const std::int64_t k = columns();
+        if (count > 0) {
+          take_columns_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+              x, static_cast<float*>(outputs_[0]), state, count, options_.features, k, options_.a,
+              options_.b);
+          check_launch("take_columns_kernel");
+        }
+        break;
+      }
+      case TestKind::Accumulate:
+        require_output(0);
+        if (outputs_[0] != inputs_[0]) {
+          throw Error(
+              "test executor: output 'cache_out' is aliased to input 'cache' and must be "
+              "bound at its address");
+        }
+        if (count > 0) {
+          add_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+              x, static_cast<const float*>(inputs_[1]), static_cast<float*>(outputs_[0]), state,
+              count);
+          check_launch("add_kernel");
+        }
         break;
     }
   }
@@ -257,6 +385,52 @@ class TestExecutor final : public Executor {
     if (outputs_[output] == nullptr) {
       throw Error("test executor: an output address is not set");
     }
+  }
+
+  static void require_aligned(const std::string& tensor, const void* address) {
+    if (reinterpret_cast<std::uintptr_t>(address) % kAddressAlignment != 0) {
+      throw Error("test executor: the address of tensor '" + tensor +
+                  "' is not 256-byte aligned, which TensorRT refuses");
+    }
+  }
+
+  // TensorRT reads shape tensors (TensorLocation::kHOST) on the host.
+  static void require_host(const std::string& tensor, const void* address) {
+    cudaPointerAttributes attributes{};
+    if (address == nullptr || (cudaPointerGetAttributes(&attributes, address) == cudaSuccess &&
+                               attributes.type == cudaMemoryTypeDevice)) {
+      cudaGetLastError();
+      throw Error("test executor: shape tensor '" + tensor + "' must be bound to host memory");
+    }
+    cudaGetLastError();
+  }
+
+  // The value of shape tensor k, read from host memory as TensorRT reads it; it must be set.
+  std::int64_t columns() const {
+    const void* values = inputs_[1];
+    if (values == nullptr) {
+      throw Error("test executor: the values of shape tensor 'k' are not set");
+    }
+    std::int64_t k = 0;
+    std::memcpy(&k, values, sizeof(k));
+    if (k < 1 || k > options_.features) {
+      throw Error("test executor: shape tensor 'k' is " + std::to_string(k) + ", outside 1.." +
+                  std::to_string(options_.features));
+    }
+    return k;
+  }
+
+  // The shape-dependent state the kernels read (each input's element count), written when the
+  // first enqueue after a change runs, outside any stream: inside a graph capture this copy
+  // fails the capture, and a replayed graph reads whatever state the last plain enqueue left.
+  void upload_state() {
+    std::vector<long long> volumes(shapes_.size());
+    for (std::size_t i = 0; i < shapes_.size(); ++i) {
+      volumes[i] = static_cast<long long>(shapes_[i].volume());
+    }
+    TRTFAST_CUDA_CHECK(cudaMemcpy(state_.data(), volumes.data(), volumes.size() * sizeof(long long),
+                                  cudaMemcpyHostToDevice));
+    state_pending_ = false;
   }
 
   // As TensorRT does for data-dependent shapes: learn the size, ask for memory, report the shape.
@@ -296,6 +470,8 @@ class TestExecutor final : public Executor {
   std::vector<void*> inputs_;
   std::vector<void*> outputs_;
   std::vector<OutputAllocator*> allocators_;
+  cuda::DeviceBuffer state_;
+  bool state_pending_ = true;
   cuda::DeviceBuffer count_device_;
   cuda::PinnedBuffer count_host_;
 };

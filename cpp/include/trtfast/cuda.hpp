@@ -54,6 +54,34 @@ std::vector<DeviceInfo> devices();
 DeviceInfo device_info(int device);
 void set_device(int device);
 int current_device();
+
+// Makes `device` current for its scope and restores the caller's device after it; throws
+// CudaError when the device cannot be made current.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+// As DeviceScope, but never throws,
+// so destructors use it: objects that hold device memory are freed with their own device
+// current (on a failure the current device is left as it was).
+class CurrentDevice {
+ public:
+  explicit CurrentDevice(int device) noexcept;
+  ~CurrentDevice();
+  CurrentDevice(const CurrentDevice&) = delete;
+  CurrentDevice& operator=(const CurrentDevice&) = delete;
+
+ private:
+  int previous_ = -1;  // -1: nothing to restore
+};
 // (free, total) bytes of device memory, as cudaMemGetInfo reports them for `device`.
 std::pair<std::size_t, std::size_t> memory_info(int device);
 

@@ -1,6 +1,12 @@
 // Everything per call: one executor, a stream, device buffers sized for the profile maximum,
-// host staging (pinned where the system grants it), and an LRU cache of CUDA graphs keyed by input
-// shapes and bound addresses.
+// host staging (pinned where the system grants it), and an LRU cache of CUDA graphs keyed by the
+// profile, input shapes, shape-tensor values and bound addresses.
+//
+// A graph replays the work its executor was set up for at capture. TensorRT applies a change of
+// profile, shape or address at the next enqueue (onShapeChange, "layer resource updates"), which
+// a replay does not run. So a graph is replayed only while the executor has had no change since
+// its last plain enqueue: a call that changes anything runs by enqueue, and the calls after it
+// with the same key replay. Capture follows a plain enqueue and a synchronize.
 #pragma once
 
 #include <cstddef>
@@ -18,8 +24,9 @@ namespace trtfast {
 
 // What a session tells its owner about through SessionOptions::warn.
 enum class SessionWarning {
-  GraphFallback,    // CUDA graph capture failed: the session runs without graphs from now on
-  PageableStaging,  // no pinned host memory: host arrays are staged in pageable memory, slower
+  GraphFallback,     // CUDA graph capture failed: the session runs without graphs from now on
+  PageableStaging,   // no pinned host memory: host arrays are staged in pageable memory, slower
+  UnalignedStaging,  // a device array not 256-byte aligned goes through an aligned copy, slower
 };
 
 struct SessionOptions {
@@ -65,7 +72,9 @@ struct SessionStats {
   std::uint64_t calls = 0;
   std::uint64_t graph_launches = 0;
   std::uint64_t graph_captures = 0;
-  std::uint64_t plain_runs = 0;      // calls run by enqueue (graphs off, first call of a key)
+  // Calls run by enqueue: graphs off, the first call of a key, or a call that changed the
+  // executor's profile, shapes, shape-tensor values or addresses.
+  std::uint64_t plain_runs = 0;
   std::uint64_t executor_calls = 0;  // shape/address/profile calls into the executor
   std::size_t cached_graphs = 0;
   bool graphs_enabled = true;
@@ -137,7 +146,16 @@ class Session {
   void bind_addresses();  // hands this call's addresses to the executor where they changed
   void build_key(const TensorArg* inputs, const OutputArg* outputs);
   void stage_inputs(const TensorArg* inputs, cudaStream_t stream);
-  void stage_outputs(const OutputArg* outputs, cudaStream_t stream);
+  void stage_outputs(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
+  // A device array whose address TensorRT cannot take (not 256-byte aligned) is copied through
+  // `slot`, created (capacity bytes) on first use.
+  void* aligned(cuda::DeviceBuffer& slot, std::size_t capacity, const std::string& tensor,
+                const void* address);
+  // Host values of shape-tensor input `input` for this call; true when they differ from the
+  // values the executor holds.
+  bool load_shape_values(std::size_t input, const TensorArg& arg, bool shape_changed);
+  void forget_executor_state();  // after a failed call into the executor: set everything again
+  void layout_block();
   void record_work(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
   void run_plain(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
   bool capture();  // the engine's work, on stream_, into the cache under key_
@@ -170,6 +188,13 @@ class Session {
   std::vector<bool> data_dependent_;
   std::vector<std::unique_ptr<Staging>> input_staging_;
   std::vector<std::unique_ptr<Staging>> output_staging_;
+  // Device arrays that are not 256-byte aligned are copied through these (created on first use).
+  std::vector<cuda::DeviceBuffer> input_aligned_;
+  std::vector<cuda::DeviceBuffer> output_aligned_;
+  std::vector<bool> input_unaligned_;   // this call's
+  std::vector<bool> output_unaligned_;  // this call's
+  // Shape-tensor inputs (host memory): the values the executor reads, at a stable address.
+  std::vector<std::vector<unsigned char>> shape_values_;
   std::vector<std::size_t> block_offsets_;
   std::size_t block_size_ = 0;
   std::vector<std::shared_ptr<Block>> blocks_;
@@ -186,6 +211,9 @@ class Session {
   std::vector<void*> output_addresses_;  // this call's
   std::vector<std::unique_ptr<DataDependentAllocator>> allocators_;
   bool has_data_dependent_ = false;
+  // The executor's profile, shapes, shape-tensor values or addresses changed since its last
+  // plain enqueue: TensorRT applies such changes at the next enqueue, so no graph may replay.
+  bool executor_changed_ = true;
 
   std::vector<std::int64_t> key_;  // this call's graph key; capacity reserved up front
   std::vector<std::unique_ptr<GraphEntry>> graphs_;
@@ -193,6 +221,7 @@ class Session {
   bool graphs_enabled_;
   bool in_flight_ = false;  // an interrupted call's work may still run (up to done_event_)
   bool warned_pageable_ = false;
+  bool warned_unaligned_ = false;
   mutable SessionStats stats_;
 };
 

@@ -66,6 +66,17 @@ struct TensorInfo {
   DataType dtype = DataType::Float32;
   Dims shape;                          // -1 for a dynamic dimension
   std::vector<ProfileRange> profiles;  // one per optimization profile; empty for outputs
+  // Inputs: a shape tensor that TensorRT reads from host memory (TensorLocation::kHOST); its
+  // values decide output shapes.
+  bool host_memory = false;
+  // Shape-tensor inputs: one range of values per profile (min, opt, max; `rank` values each).
+  std::vector<ProfileRange> value_profiles;
+  // A layout other than dense row-major (TensorRT's kLINEAR), as "kHWC8 in profile 1"; empty
+  // when linear. Sessions size and copy tensors as row-major, so the Signature refuses these.
+  std::string nonlinear_format;
+  // Outputs: the input whose memory this output shares (TensorRT's getAliasedInputTensor);
+  // empty when none.
+  std::string aliased_input;
 };
 
 enum class Location { Host, Device };
@@ -85,6 +96,8 @@ class Signature {
  public:
   Signature() = default;
   // Inputs carry one ProfileRange per profile; static inputs get their shape as the range.
+  // Throws EngineCompatibilityError for a tensor of a non-linear format, Error for an alias
+  // naming no input of the same dtype.
   Signature(std::vector<TensorInfo> inputs, std::vector<TensorInfo> outputs, int num_profiles);
 
   const std::vector<TensorInfo>& inputs() const noexcept { return inputs_; }
@@ -92,6 +105,10 @@ class Signature {
   int num_profiles() const noexcept { return num_profiles_; }
   int input_index(std::string_view name) const noexcept;   // -1 when absent
   int output_index(std::string_view name) const noexcept;  // -1 when absent
+  // The input output `output` shares memory with; -1 when none.
+  int aliased_input(int output) const noexcept {
+    return aliased_inputs_[static_cast<std::size_t>(output)];
+  }
 
   [[noreturn]] void throw_unknown_input(std::string_view name) const;
   [[noreturn]] void throw_unknown_output(std::string_view name) const;
@@ -116,6 +133,7 @@ class Signature {
  private:
   std::vector<TensorInfo> inputs_;
   std::vector<TensorInfo> outputs_;
+  std::vector<int> aliased_inputs_;
   int num_profiles_ = 1;
 };
 
