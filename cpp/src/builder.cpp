@@ -664,18 +664,6 @@ void check_options(const BuildOptions& options) {
   }
 }
 
-// Builds on `device` and gives the calling thread its previous device back afterwards.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) : previous_(cuda::current_device()) { cuda::set_device(device); }
-  ~DeviceScope() { (void)cudaSetDevice(previous_); }  // best effort: destructors never throw
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int previous_;
-};
-
 Blob blob_of(nvinfer1::IHostMemory* memory) {
   std::shared_ptr<nvinfer1::IHostMemory> owner(memory);
   return Blob(owner, owner->data(), owner->size());
@@ -775,7 +763,7 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   require_full_library(library);
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
   require_device();
-  const DeviceScope device_scope(options.device);
+  const cuda::DeviceScope device_scope(options.device);
 
   // Declared before the builder so it outlives every TensorRT object that uses it.
   ProgressMonitor monitor(progress);
@@ -845,7 +833,7 @@ Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std
                            int device) {
   require_full_library(library);
   require_device();
-  const DeviceScope device_scope(device);
+  const cuda::DeviceScope device_scope(device);
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
   std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
   LoggedErrors errors;
