@@ -487,11 +487,65 @@ std::string input_list(const std::vector<IOTensorSpec>& inputs) {
   return text.empty() ? "none" : text;
 }
 
+std::string shape_tensor_hint(const std::string& name) {
+  return "; give the range of its values: shapes={'" + name +
+         "': {'values': (min, opt, max)}} or --shapes " + name + ":values=MIN,OPT,MAX";
+}
+
+// A shape-tensor input's values decide shapes, so TensorRT needs their range in every profile
+// (NvInferRuntime.h, IOptimizationProfile::setShapeValuesV2: one value per element, row-major).
+void set_shape_values(nvinfer1::IOptimizationProfile& profile, std::size_t index,
+                      const IOTensorSpec& input, const ShapeRange& range) {
+  const std::string where =
+      "optimization profile " + std::to_string(index) + ", input '" + input.name + "'";
+  if (is_dynamic(input.shape) || input.shape.size() > 1) {
+    throw BuildError(where + " is a shape tensor of shape " + format_shape(input.shape) +
+                     "; only shape tensors of a fixed shape with at most one dimension are "
+                     "supported");
+  }
+  const std::size_t count = input.shape.empty() ? 1 : static_cast<std::size_t>(input.shape[0]);
+  for (const auto* values : {&range.min, &range.opt, &range.max}) {
+    if (values->size() != count) {
+      throw BuildError(where + ": a shape tensor of shape " + format_shape(input.shape) +
+                       " holds " + std::to_string(count) + " values, but the range gives " +
+                       format_shape(*values));
+    }
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!(range.min[i] <= range.opt[i] && range.opt[i] <= range.max[i])) {
+      throw BuildError(where + ": value " + std::to_string(i) +
+                       " must satisfy min <= opt <= max, but the values are min " +
+                       format_shape(range.min) + ", opt " + format_shape(range.opt) + ", max " +
+                       format_shape(range.max));
+    }
+  }
+  LoggedErrors errors;
+  const auto n = static_cast<int32_t>(count);
+  const char* name = input.name.c_str();
+  const bool accepted =
+      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kMIN, range.min.data(), n) &&
+      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kOPT, range.opt.data(), n) &&
+      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kMAX, range.max.data(), n);
+  if (!accepted || !errors.empty()) {
+    throw BuildError("TensorRT refused the values of shape-tensor input '" + input.name +
+                     "' in optimization profile " + std::to_string(index) + ": " +
+                     (errors.empty() ? "no reason given" : errors.joined()));
+  }
+}
+
 void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                   const nvinfer1::INetworkDefinition& network,
                   const std::vector<IOTensorSpec>& inputs, const BuildOptions& options) {
+  auto is_shape_tensor = [&](const IOTensorSpec& input) {
+    const auto position = static_cast<int32_t>(&input - inputs.data());
+    return network.getInput(position)->isShapeTensor();
+  };
   if (options.profiles.empty()) {
     for (const IOTensorSpec& input : inputs) {
+      if (is_shape_tensor(input)) {
+        throw BuildError("input '" + input.name + "' is a shape tensor (its values decide shapes)" +
+                         shape_tensor_hint(input.name));
+      }
       if (is_dynamic(input.shape)) {
         throw BuildError("input '" + input.name + "' has the dynamic shape " +
                          format_shape(input.shape) +
@@ -516,10 +570,18 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                          name + "', which is not an input of the network; its inputs are " +
                          input_list(inputs));
       }
-      const auto position = static_cast<int32_t>(input - inputs.begin());
-      if (network.getInput(position)->isShapeTensor()) {
-        throw BuildError("input '" + name +
-                         "' is a shape tensor; profiles for shape-tensor inputs are not supported");
+      if (is_shape_tensor(*input) != range.values) {
+        throw BuildError(
+            "optimization profile " + std::to_string(index) + ", input '" + name + "': " +
+            (range.values ? "values are given, but it is not a shape tensor; give its shapes"
+                          : "shapes are given, but it is a shape tensor (its values decide "
+                            "shapes)" +
+                                shape_tensor_hint(name)));
+      }
+      covered.insert(name);
+      if (range.values) {
+        set_shape_values(*profile, index, *input, range);
+        continue;
       }
       check_range(index, *input, range);
       LoggedErrors errors;
@@ -534,10 +596,17 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                          "' in optimization profile " + std::to_string(index) + ": " +
                          (errors.empty() ? "no reason given" : errors.joined()));
       }
-      covered.insert(name);
     }
     for (const IOTensorSpec& input : inputs) {
-      if (is_dynamic(input.shape) && covered.count(input.name) == 0) {
+      if (covered.count(input.name) != 0) {
+        continue;
+      }
+      if (is_shape_tensor(input)) {
+        throw BuildError("optimization profile " + std::to_string(index) +
+                         " gives no values for the shape-tensor input '" + input.name + "'" +
+                         shape_tensor_hint(input.name));
+      }
+      if (is_dynamic(input.shape)) {
         throw BuildError("optimization profile " + std::to_string(index) +
                          " gives no shapes for the dynamic input '" + input.name + "' " +
                          format_shape(input.shape));

@@ -810,9 +810,11 @@ def _engine_info(
         shape = tuple(int(dim) for dim in tensor["shape"])
         ranges: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
         if is_input:
+            # A shape tensor's own shape is fixed; its value ranges live in the plan.
             ranges = tuple(
-                profile.get(tensor["name"], (shape, shape, shape))
+                entry if isinstance(entry, tuple) else (shape, shape, shape)
                 for profile in (shape_profiles or [{}])
+                for entry in [profile.get(tensor["name"], (shape, shape, shape))]
             )
         return TensorSpec(
             name=str(tensor["name"]),

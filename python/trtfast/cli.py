@@ -57,6 +57,7 @@ def _add_build_parser(commands: Any) -> None:
         default=[],
         metavar="NAME:MIN,OPT,MAX",
         help="shape range of a dynamic input, shapes written 1x3x224x224 (one shape: fixed); "
+        "NAME:values=MIN,OPT,MAX gives a shape-tensor input's values (a vector: 1x16); "
         "repeat for more inputs; naming an input again starts the next optimization profile",
     )
     build.add_argument("--timing-cache", metavar="FILE", help="timing cache to reuse and update")

@@ -170,7 +170,8 @@ def build_plan(library: TensorRTLibrary, onnx: typing_extensions.Buffer, options
     
     library: a full TensorRTLibrary (the lean runtime cannot build).
     options: {"precision": "fp32"|"fp16"|"bf16"|"int8"|"fp8", "strongly_typed": bool,
-        "profiles": [{input_name: [min_shape, opt_shape, max_shape]}, ...], "workspace": int|None,
+        "profiles": [{input_name: [min_shape, opt_shape, max_shape] or
+        {"values": [min, opt, max]} for a shape-tensor input}, ...], "workspace": int|None,
         "timing_cache": bytes|None, "optimization_level": int|None, "version_compatible": bool,
         "exclude_lean_runtime": bool, "hardware_compatibility": None|"ampere_plus"|
         "same_compute_capability", "plugins": [path, ...], "device": int, "model_dir": str|None}.
