@@ -952,12 +952,3 @@ def test_a_failed_output_shape_query_is_asked_again(engine: trtfast.Engine) -> N
         y = session(x=x)["y"]
         assert y.shape == (3, 4)
         np.testing.assert_array_equal(y, affine(x))
-
-
-def test_engines_with_non_linear_io_formats_are_refused() -> None:
-    with pytest.raises(
-        trtfast.EngineCompatibilityError,
-        match=r"tensor 'x' uses TensorRT's format kHWC8 in profile 0;.*Rebuild the engine with "
-        r"linear IO",
-    ):
-        _testing.affine(io_format="kHWC8")
