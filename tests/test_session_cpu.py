@@ -277,6 +277,15 @@ def test_shape_tensor_and_aliased_output_engines_describe_their_io() -> None:
         ("k", "int64", (1,)),
     ]
     assert [(t.name, t.shape) for t in columns.outputs] == [("y", (-1, -1))]
+    signature = columns.core.signature
+    x = np.zeros((3, 4), np.float32)
+    assert signature.check({"x": x, "k": np.array([4], np.int64)}) == 0
+    with pytest.raises(
+        trtfast.InputError,
+        match=r"outside the engine's optimization profile: input 'k' has values \[5\], "
+        r"allowed \[1\] to \[4\]",
+    ):
+        signature.check({"x": x, "k": np.array([5], np.int64)})
     cache = trtfast.Engine(testing.accumulate(features=4))
     assert [t.name for t in cache.inputs] == ["cache", "update"]
     assert [t.name for t in cache.outputs] == ["cache_out"]
