@@ -890,6 +890,17 @@ def test_unaligned_device_arrays_go_through_an_aligned_copy_with_one_warning(
         assert session.stats["graph_launches"] >= 1
 
 
+def test_a_torch_slice_is_staged_not_refused(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    base = torch.randn(5 * 4 + 1, device="cuda")
+    x = base[1:].view(5, 4)  # 4 bytes past its allocation
+    assert x.data_ptr() % 256 != 0
+    with engine.session() as session:
+        with pytest.warns(trtfast.PerformanceWarning, match="not 256-byte aligned"):
+            y = session(x=x)["y"]
+        np.testing.assert_array_equal(y.numpy(), affine(x.cpu().numpy()))
+
+
 def test_an_output_aliased_to_a_device_input_updates_it_in_place() -> None:
     engine = trtfast.Engine(_testing.accumulate(features=4))
     cache0, update = random_x(3, seed=1), random_x(3, seed=2)
