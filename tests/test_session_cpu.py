@@ -257,6 +257,40 @@ def test_session_options_are_checked_before_any_cuda_call() -> None:
         engine.session(workers=0)
 
 
+def test_engines_with_non_linear_io_formats_are_refused() -> None:
+    # Sessions size and copy tensors as row-major: an engine whose IO uses TensorRT's kHWC8 (or
+    # any format but kLINEAR) in any profile is refused when its signature is read (Engine.load).
+    testing = pytest.importorskip("trtfast._testing", reason="trtfast._testing was not built")
+    with pytest.raises(
+        trtfast.EngineCompatibilityError,
+        match=r"tensor 'x' uses TensorRT's format kHWC8 in profile 0;.*Rebuild the engine with "
+        r"linear IO",
+    ):
+        testing.affine(io_format="kHWC8")
+
+
+def test_shape_tensor_and_aliased_output_engines_describe_their_io() -> None:
+    testing = pytest.importorskip("trtfast._testing", reason="trtfast._testing was not built")
+    columns = trtfast.Engine(testing.take_columns(features=4))
+    assert [(t.name, t.dtype, t.shape) for t in columns.inputs] == [
+        ("x", "float32", (-1, 4)),
+        ("k", "int64", (1,)),
+    ]
+    assert [(t.name, t.shape) for t in columns.outputs] == [("y", (-1, -1))]
+    signature = columns.core.signature
+    x = np.zeros((3, 4), np.float32)
+    assert signature.check({"x": x, "k": np.array([4], np.int64)}) == 0
+    with pytest.raises(
+        trtfast.InputError,
+        match=r"outside the engine's optimization profile: input 'k' has values \[5\], "
+        r"allowed \[1\] to \[4\]",
+    ):
+        signature.check({"x": x, "k": np.array([5], np.int64)})
+    cache = trtfast.Engine(testing.accumulate(features=4))
+    assert [t.name for t in cache.inputs] == ["cache", "update"]
+    assert [t.name for t in cache.outputs] == ["cache_out"]
+
+
 @pytest.mark.skipif(_core.cuda.device_count() > 0, reason="checks the machine without a GPU")
 def test_session_without_gpu_raises_cuda_error() -> None:
     engine = _testing_engine()

@@ -190,8 +190,8 @@ void Session::size_buffers() {
   for (int profile = 0; profile < sig.num_profiles(); ++profile) {
     executor_->select_profile(profile, stream_.get());
     // Shape-tensor inputs take their profile's largest values, so outputs are sized for them
-    // (prepare grows an output that a call needs larger). The executor forgets these addresses
-    // at the first call's profile switch.
+    // (prepare grows an output that a call needs larger). Nothing reads these values after the
+    // sizing: the first call switches profile and sets every address again.
     std::vector<std::vector<std::int64_t>> largest_values(num_inputs_);
     for (std::size_t i = 0; i < num_inputs_; ++i) {
       const TensorInfo& input = sig.inputs()[i];

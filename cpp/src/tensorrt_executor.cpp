@@ -99,7 +99,8 @@ std::string nonlinear_format(const nvinfer1::ICudaEngine& engine, const char* na
   for (int profile = 0; profile < num_profiles; ++profile) {
     const nvinfer1::TensorFormat format = engine.getTensorFormat(name, profile);
     if (format != nvinfer1::TensorFormat::kLINEAR) {
-      return std::string(format_name(format)) + " (" + engine.getTensorFormatDesc(name, profile) +
+      const char* description = engine.getTensorFormatDesc(name, profile);
+      return std::string(format_name(format)) + " (" + (description != nullptr ? description : "") +
              ") in profile " + std::to_string(profile);
     }
   }
@@ -110,10 +111,12 @@ std::string nonlinear_format(const nvinfer1::ICudaEngine& engine, const char* na
 // (int64), or setShapeValues (int32, 10.x), whichever the engine holds.
 Dims profile_values(const nvinfer1::ICudaEngine& engine, const char* name, int profile,
                     nvinfer1::OptProfileSelector select, std::int64_t count, int library_version) {
-  if (count > kMaxRank) {
+  if (count < 0 || count > kMaxRank) {
     throw EngineCompatibilityError(std::string("shape tensor '") + name + "' holds " +
-                                   std::to_string(count) + " values; trtfast reads at most " +
-                                   std::to_string(kMaxRank));
+                                   (count < 0 ? "a dynamic number of" : std::to_string(count)) +
+                                   " values; trtfast reads shape tensors of a fixed shape with at "
+                                   "most " +
+                                   std::to_string(kMaxRank) + " values");
   }
   Dims values;
   values.rank = static_cast<int>(count);
