@@ -417,3 +417,11 @@ def test_engines_with_host_code_need_permission(tmp_path: Path) -> None:
     assert "embeds host code" in str(raised.value) and str(path) in str(raised.value)
     with pytest.raises(trtfast.EngineCompatibilityError, match="embeds host code"):
         trtfast.Engine.load(path.read_bytes())
+
+
+def test_plugin_libraries_to_load_must_exist_and_be_a_list(tmp_path: Path) -> None:
+    # Checked first, before the engine file, the TensorRT library or a GPU is touched.
+    with pytest.raises(FileNotFoundError, match=r"plugin library .*libmissing\.so does not exist"):
+        trtfast.Engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
+    with pytest.raises(TypeError, match="plugins must be a list of library paths"):
+        trtfast.Engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]

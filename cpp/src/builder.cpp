@@ -64,42 +64,6 @@ const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
   return it->second;
 }
 
-// --- Plugins -------------------------------------------------------------------------------------
-
-// TensorRT's plugin registry is process-wide and refuses a library loaded twice, so each library
-// is loaded once per process.
-void load_plugin_libraries(nvinfer1::IBuilder& builder, const std::vector<std::string>& paths) {
-  static std::mutex mutex;
-  static auto* loaded = new std::set<std::string>();  // leaked: the registry outlives everything
-  std::lock_guard<std::mutex> lock(mutex);
-  for (const std::string& path : paths) {
-    if (loaded->count(path) != 0) {
-      continue;
-    }
-    LoggedErrors errors;
-    if (builder.getPluginRegistry().loadLibrary(path.c_str()) == nullptr) {
-      throw BuildError("TensorRT could not load the plugin library " + path + ": " +
-                       (errors.empty() ? "no reason given" : errors.joined()));
-    }
-    loaded->insert(path);
-  }
-}
-
-std::vector<std::string> resolved_plugin_paths(const std::vector<std::string>& paths) {
-  std::vector<std::string> resolved;
-  for (const std::string& path : paths) {
-    std::error_code error;
-    const std::filesystem::path canonical = std::filesystem::canonical(path, error);
-    if (error || !std::filesystem::is_regular_file(canonical, error)) {
-      throw BuildError("plugin library " + path + " does not exist or is not a file");
-    }
-    if (std::find(resolved.begin(), resolved.end(), canonical.string()) == resolved.end()) {
-      resolved.push_back(canonical.string());
-    }
-  }
-  return resolved;
-}
-
 // --- Progress ------------------------------------------------------------------------------------
 
 class ProgressMonitor final : public nvinfer1::IProgressMonitor {
@@ -843,7 +807,7 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   // As in trtexec's BuildEnvironment, factories outlive what they made: builder, then config,
   // network and parser, destroyed in reverse order (the parser before the network).
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
-  load_plugin_libraries(*builder, plugin_paths);
+  load_plugin_libraries(builder->getPluginRegistry(), plugin_paths);
   std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
   if (!config) {
     throw BuildError("TensorRT could not create a builder configuration");
@@ -855,8 +819,11 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
 
   std::vector<std::string> plugins_to_serialize = plugin_paths;
   if (options.version_compatible) {
-    const std::vector<std::string> needed = used_vc_plugin_libraries(*parser);
-    load_plugin_libraries(*builder, needed);
+    // Resolved as the caller's are, so no library is listed (or loaded) twice under two names:
+    // setPluginsToSerialize needs each entry once.
+    const std::vector<std::string> needed =
+        resolved_plugin_paths(used_vc_plugin_libraries(*parser));
+    load_plugin_libraries(builder->getPluginRegistry(), needed);
     if (!options.exclude_lean_runtime) {
       for (const std::string& path : needed) {
         if (std::find(plugins_to_serialize.begin(), plugins_to_serialize.end(), path) ==

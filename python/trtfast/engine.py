@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _core
@@ -176,8 +177,13 @@ class Engine:
         *,
         device: int = 0,
         allow_host_code: bool = False,
+        plugins: Sequence[str | os.PathLike[str]] = (),
     ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``.
+
+        ``plugins``: the plugin libraries the engine was built with (``build(plugins=...)``),
+        loaded into TensorRT's registry before the plan. TensorRT's standard plugins are
+        registered without being named here.
 
         The file's header is checked against this machine (TensorRT version and edition, GPU
         compute capability) before TensorRT sees the plan: a mismatch raises
@@ -190,6 +196,7 @@ class Engine:
         """
         from . import engine_file
 
+        plugin_files = _plugin_files(plugins)
         info, plan = engine_file.read(source)
         check_host_code(info, allow_host_code, source)
         library = tensorrt_library()
@@ -209,7 +216,7 @@ class Engine:
             compute_capability=tuple(gpu["compute_capability"]),
             source=source if not isinstance(source, bytes) else None,
         )
-        core = _runtime(library, device).deserialize(plan, allow_host_code)
+        core = _runtime(library, device).deserialize(plan, allow_host_code, plugin_files)
         return cls(core, info=info)
 
     @property
@@ -340,6 +347,18 @@ def _version(text: str) -> tuple[int, int, int]:
     while len(parts) < 3:
         parts.append(0)
     return parts[0], parts[1], parts[2]
+
+
+def _plugin_files(plugins: Sequence[str | os.PathLike[str]]) -> list[str]:
+    if isinstance(plugins, (str, bytes, os.PathLike)):
+        raise TypeError(f"plugins must be a list of library paths, not {plugins!r}")
+    files = []
+    for plugin in plugins:
+        path = Path(plugin).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"plugin library {os.fspath(plugin)} does not exist")
+        files.append(str(path))
+    return list(dict.fromkeys(files))
 
 
 def _runtime(library: Any, device: int) -> Any:

@@ -118,9 +118,9 @@ class Runtime:
     """
     def __init__(self, library: TensorRTLibrary, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
-    def deserialize(self, plan: bytes, allow_host_code: bool = False) -> DeserializedEngine:
+    def deserialize(self, plan: bytes, allow_host_code: bool = False, plugins: collections.abc.Sequence[str] = []) -> DeserializedEngine:
         """
-        Deserializes a plan; one that embeds host code is refused unless allow_host_code.
+        Deserializes a plan; one that embeds host code is refused unless allow_host_code. plugins: canonical paths of the plugin libraries the engine was built with.
         """
     @property
     def device(self) -> int:
