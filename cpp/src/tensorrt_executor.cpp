@@ -158,7 +158,16 @@ Signature read_signature(const nvinfer1::ICudaEngine& engine, int library_versio
     info.shape = from_tensorrt(engine.getTensorShape(name), name);
     const bool is_input = engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
     info.nonlinear_format = nonlinear_format(engine, name, num_profiles);
-    if (engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST) {
+    const bool on_host = engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST;
+    // trtexec and Polygraphy find shape tensors with isShapeInferenceIO; the header only says
+    // they are "typically" on the host. One in device memory would never get its values here.
+    if (is_input && engine.isShapeInferenceIO(name) && !on_host) {
+      throw EngineCompatibilityError(
+          std::string("input '") + name +
+          "' is a shape tensor in device memory; trtfast sessions read shape-tensor inputs from "
+          "host memory (TensorLocation::kHOST), where TensorRT puts them by default");
+    }
+    if (on_host) {
       if (!is_input) {
         throw EngineCompatibilityError(
             std::string("output '") + name +
@@ -270,12 +279,22 @@ class TensorRTExecutor final : public Executor {
     }
   }
 
+  // setInputTensorAddress and setOutputTensorAddress are the calls that promise to return false
+  // on an address that is not 256-byte aligned (NvInferRuntime.h).
   void set_input_address(int input, void* address) override {
-    set_address(input_names_[static_cast<std::size_t>(input)], address);
+    const char* name = input_names_[static_cast<std::size_t>(input)];
+    LoggedErrors errors;
+    if (!context_->setInputTensorAddress(name, address) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused the address of input '") + name + "'", errors);
+    }
   }
 
   void set_output_address(int output, void* address) override {
-    set_address(output_names_[static_cast<std::size_t>(output)], address);
+    const char* name = output_names_[static_cast<std::size_t>(output)];
+    LoggedErrors errors;
+    if (!context_->setOutputTensorAddress(name, address) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused the address of output '") + name + "'", errors);
+    }
   }
 
   Dims output_shape(int output) override {
@@ -311,13 +330,6 @@ class TensorRTExecutor final : public Executor {
   }
 
  private:
-  void set_address(const char* name, void* address) {
-    LoggedErrors errors;
-    if (!context_->setTensorAddress(name, address) || !errors.messages().empty()) {
-      throw_logged(std::string("TensorRT refused the address of tensor '") + name + "'", errors);
-    }
-  }
-
   std::shared_ptr<DeserializedEngine> engine_;  // a context must not outlive its engine
   nvinfer1::IExecutionContext* context_;
   const Signature& signature_;
