@@ -717,10 +717,12 @@ std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& librar
 
 std::unique_ptr<nvinfer1::INetworkDefinition> create_network(nvinfer1::IBuilder& builder,
                                                              const BuildOptions& options) {
+  LoggedErrors errors;
   std::unique_ptr<nvinfer1::INetworkDefinition> network(
       builder.createNetworkV2(network_flags(options)));
-  if (!network) {
-    throw BuildError("TensorRT could not create a network definition");
+  if (!network || !errors.empty()) {
+    throw BuildError("TensorRT could not create a network definition: " +
+                     (errors.empty() ? "no object returned" : errors.joined()));
   }
   return network;
 }
@@ -808,10 +810,15 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   // network and parser, destroyed in reverse order (the parser before the network).
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
   load_plugin_libraries(builder->getPluginRegistry(), plugin_paths);
-  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
-  if (!config) {
-    throw BuildError("TensorRT could not create a builder configuration");
-  }
+  std::unique_ptr<nvinfer1::IBuilderConfig> config = [&] {
+    LoggedErrors errors;
+    std::unique_ptr<nvinfer1::IBuilderConfig> created(builder->createBuilderConfig());
+    if (!created || !errors.empty()) {
+      throw BuildError("TensorRT could not create a builder configuration: " +
+                       (errors.empty() ? "no object returned" : errors.joined()));
+    }
+    return created;
+  }();
   std::unique_ptr<nvinfer1::INetworkDefinition> network = create_network(*builder, options);
   std::unique_ptr<nvonnxparser::IParser> parser =
       parse_into(*network, parser_library, onnx, onnx_size, options);

@@ -184,6 +184,10 @@ std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::
   load_plugin_libraries(impl_->runtime->getPluginRegistry(), plugins);
   LoggedErrors errors;
   nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
+  if (engine != nullptr && !errors.empty()) {
+    delete engine;  // an engine made while TensorRT logged an error is not trusted
+    engine = nullptr;
+  }
   if (engine == nullptr) {
     const std::string logged = errors.joined();
     std::string message = "TensorRT " + library_->version_string() +
