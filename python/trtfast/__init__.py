@@ -7,6 +7,7 @@ from typing import Any
 
 from . import _core, models, reference
 from ._library import tensorrt_library
+from .batcher import Batcher
 from .build import build
 from .engine import DeviceArray, Engine, Session
 from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
@@ -18,6 +19,7 @@ from .errors import (
     EngineCompatibilityError,
     EngineFormatError,
     InputError,
+    OverloadedError,
     PerformanceWarning,
     ProfileError,
     TensorRTUnavailableError,
@@ -48,6 +50,7 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 
 
 __all__ = [
+    "Batcher",
     "BuildError",
     "BuildOptionError",
     "CacheWarning",
@@ -59,6 +62,7 @@ __all__ = [
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "OverloadedError",
     "PerformanceWarning",
     "PrepareReport",
     "ProfileError",
