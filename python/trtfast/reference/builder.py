@@ -50,6 +50,20 @@ _plugins_loaded: set[tuple[str, str]] = set()
 _plugins_lock = threading.Lock()
 
 
+def load_plugins(tensorrt: Any, edition: str, registry: Any, paths: Sequence[str]) -> None:
+    """Loads each plugin library into `registry` once per process and edition."""
+    with _plugins_lock:
+        for path in paths:
+            if (edition, path) in _plugins_loaded:
+                continue
+            with tensorrt.errors.collect() as errors:
+                if registry.load_library(path) is None:
+                    raise BuildError(
+                        f"TensorRT could not load the plugin library {path}: {logged(errors)}"
+                    )
+            _plugins_loaded.add((edition, path))
+
+
 def build(
     model: ModelSource,
     *,
@@ -131,7 +145,9 @@ class PythonPlanBuilder:
         trt, logger = self.tensorrt.module, self.tensorrt.logger
         with self._on_device(options["device"]), self.tensorrt.errors.collect() as errors:
             builder = trt.Builder(logger)
-            self._load_plugins(builder, options["plugins"])
+            load_plugins(
+                self.tensorrt, self.edition, builder.get_plugin_registry(), options["plugins"]
+            )
             flags = 0
             if self.strongly_typed:
                 flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -165,18 +181,6 @@ class PythonPlanBuilder:
                 "inputs": inputs,
                 "outputs": outputs,
             }
-
-    def _load_plugins(self, builder: Any, paths: Sequence[str]) -> None:
-        with _plugins_lock:
-            for path in paths:
-                if (self.edition, path) in _plugins_loaded:
-                    continue
-                with self.tensorrt.errors.collect() as errors:
-                    if builder.get_plugin_registry().load_library(path) is None:
-                        raise BuildError(
-                            f"TensorRT could not load the plugin library {path}: {logged(errors)}"
-                        )
-                _plugins_loaded.add((self.edition, path))
 
     def _configure(self, config: Any, options: dict[str, Any]) -> None:
         trt = self.tensorrt.module
