@@ -184,6 +184,19 @@ class PythonPlanBuilder:
             if len(errors) > before:
                 raise BuildOptionError(f"TensorRT refused {option}: {logged(errors[before:])}")
 
+        # NvInfer.h (10.x), BuilderFlag::kFP8: "not supported when HardwareCompatibilityLevel::
+        # kAMPERE_PLUS is enabled".
+        if (
+            self.edition == "standard"
+            and self.tensorrt_version.split(".")[0] == "10"
+            and options["precision"] == "fp8"
+            and options["hardware_compatibility"] == "ampere_plus"
+        ):
+            raise BuildOptionError(
+                "precision='fp8' and hardware_compatibility='ampere_plus' cannot be combined in "
+                "TensorRT 10: choose another precision, or hardware_compatibility="
+                "'same_compute_capability' or None"
+            )
         if not self.strongly_typed:
             with setting(f"precision={options['precision']}"):
                 for flag in _PRECISION_FLAGS[options["precision"]]:
