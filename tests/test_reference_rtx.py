@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +313,28 @@ def test_shape_tensor_values_make_a_profile_when_every_shape_is_static(tmp_path:
     arguments = ["build", str(source), "-o", str(output), "--no-progress", "--edition", "rtx"]
     assert cli.main([*arguments, "--shapes", "target:values=1x-1,4x16,64x64"]) == 0
     assert trtfast.inspect(output).inputs[0].shape == (4, 16)
+
+
+def test_errors_logged_on_threads_without_a_collection_reach_every_build_collecting_them() -> None:
+    # A build's worker threads collect nothing of their own; what they log must reach the
+    # BuildError of the build running, not be lost because it was logged on another thread.
+    from trtfast.reference._tensorrt import tensorrt
+
+    trt = tensorrt("rtx")
+    error = trt.module.ILogger.Severity.ERROR
+
+    def worker() -> None:
+        trt.logger.log(error, "logged on a worker thread")
+
+    with trt.errors.collect(any_thread=True) as build, trt.errors.collect() as nested:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        trt.logger.log(error, "logged on the build's thread")
+    assert build == ["logged on a worker thread"]
+    assert nested == ["logged on the build's thread"]
+    with trt.errors.collect() as this_thread_only:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert this_thread_only == []
