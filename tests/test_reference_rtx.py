@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import build_models
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -274,3 +276,65 @@ def test_the_command_line_builds_with_tensorrt_rtx(
     status = cli.main([*arguments, "--edition", "rtx", "--timing-cache", str(tmp_path / "t")])
     assert status == 2
     assert "TensorRT-RTX has no timing cache" in capsys.readouterr().err
+
+
+def test_shape_tensor_inputs_build_with_the_range_of_their_values(tmp_path: Path) -> None:
+    source = tmp_path / "reshape.onnx"
+    onnx.save_model(build_models.reshape_by_input(), str(source))
+    x = ([1, 16], [4, 16], [8, 16])
+    values = {"values": ([1, -1], [4, -1], [8, -1])}
+    info = reference.build(
+        source,
+        edition="rtx",
+        output=tmp_path / "reshape.engine",
+        shapes={"x": x, "target": values},
+        progress=False,
+    )
+    assert [spec.name for spec in info.inputs] == ["x", "target"]
+
+    def build(shapes: Any) -> None:
+        reference.build(
+            source, edition="rtx", output=tmp_path / "refused.engine", shapes=shapes, progress=False
+        )
+
+    hint = r"--shapes target:values=MIN,OPT,MAX"
+    with pytest.raises(trtfast.BuildError, match=r"'target' is a shape tensor .*" + hint):
+        build({"x": x})
+    # Shapes for it (static ones, which a profile leaves out) are no range of values either.
+    with pytest.raises(trtfast.BuildError, match=r"'target' is a shape tensor .*" + hint):
+        build({"x": x, "target": ([2], [2], [2])})
+
+
+def test_shape_tensor_values_make_a_profile_when_every_shape_is_static(tmp_path: Path) -> None:
+    # With no profile, TensorRT would refuse the build: the values' range is only set in one.
+    source = tmp_path / "reshape.onnx"
+    onnx.save_model(build_models.reshape_by_input(batch=4), str(source))
+    output = tmp_path / "reshape.engine"
+    arguments = ["build", str(source), "-o", str(output), "--no-progress", "--edition", "rtx"]
+    assert cli.main([*arguments, "--shapes", "target:values=1x-1,4x16,64x64"]) == 0
+    assert trtfast.inspect(output).inputs[0].shape == (4, 16)
+
+
+def test_errors_logged_on_threads_without_a_collection_reach_every_build_collecting_them() -> None:
+    # A build's worker threads collect nothing of their own; what they log must reach the
+    # BuildError of the build running, not be lost because it was logged on another thread.
+    from trtfast.reference._tensorrt import tensorrt
+
+    trt = tensorrt("rtx")
+    error = trt.module.ILogger.Severity.ERROR
+
+    def worker() -> None:
+        trt.logger.log(error, "logged on a worker thread")
+
+    with trt.errors.collect(any_thread=True) as build, trt.errors.collect() as nested:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        trt.logger.log(error, "logged on the build's thread")
+    assert build == ["logged on a worker thread"]
+    assert nested == ["logged on the build's thread"]
+    with trt.errors.collect() as this_thread_only:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert this_thread_only == []

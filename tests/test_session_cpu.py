@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import trtfast
-from trtfast import _core
+from trtfast import _core, reference
 from trtfast.engine import _stream_handle, check_compatibility
 
 
@@ -433,9 +433,12 @@ def test_engines_with_host_code_need_permission(tmp_path: Path) -> None:
         trtfast.Engine.load(path.read_bytes())
 
 
-def test_plugin_libraries_to_load_must_exist_and_be_a_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", [trtfast.Engine, reference.Engine], ids=["trtfast", "reference"])
+def test_plugin_libraries_to_load_must_exist_and_be_a_list(
+    engine: type[trtfast.Engine] | type[reference.Engine], tmp_path: Path
+) -> None:
     # Checked first, before the engine file, the TensorRT library or a GPU is touched.
     with pytest.raises(FileNotFoundError, match=r"plugin library .*libmissing\.so does not exist"):
-        trtfast.Engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
+        engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
     with pytest.raises(TypeError, match="plugins must be a list of library paths"):
-        trtfast.Engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]
+        engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]

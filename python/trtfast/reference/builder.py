@@ -46,22 +46,6 @@ _PRECISION_FLAGS = {
 }
 
 # TensorRT's plugin registry is process-wide and refuses a library loaded twice.
-_plugins_loaded: set[tuple[str, str]] = set()
-_plugins_lock = threading.Lock()
-
-
-def load_plugins(tensorrt: Any, edition: str, registry: Any, paths: Sequence[str]) -> None:
-    """Loads each plugin library into `registry` once per process and edition."""
-    with _plugins_lock:
-        for path in paths:
-            if (edition, path) in _plugins_loaded:
-                continue
-            with tensorrt.errors.collect() as errors:
-                if registry.load_library(path) is None:
-                    raise BuildError(
-                        f"TensorRT could not load the plugin library {path}: {logged(errors)}"
-                    )
-            _plugins_loaded.add((edition, path))
 
 
 def build(
@@ -78,10 +62,10 @@ def build(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
-    progress: bool | ProgressCallback | str = "auto",
+    progress: bool | ProgressCallback = True,
     device: int = 0,
     prepare: str = "auto",
-) -> EngineInfo | bytes:
+) -> EngineInfo:
     """``trtfast.build`` through TensorRT's Python API; the same options and the same engine
     file, plus ``edition``:
 
@@ -143,11 +127,11 @@ class PythonPlanBuilder:
         self, onnx: bytes, options: dict[str, Any], progress: Progress
     ) -> dict[str, Any]:
         trt, logger = self.tensorrt.module, self.tensorrt.logger
-        with self._on_device(options["device"]), self.tensorrt.errors.collect() as errors:
+        # Errors TensorRT's worker threads log reach the BuildError too.
+        collect = self.tensorrt.errors.collect(any_thread=True)
+        with self._on_device(options["device"]), collect as errors:
             builder = trt.Builder(logger)
-            load_plugins(
-                self.tensorrt, self.edition, builder.get_plugin_registry(), options["plugins"]
-            )
+            self.tensorrt.load_plugins(options["plugins"])
             flags = 0
             if self.strongly_typed:
                 flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -155,14 +139,20 @@ class PythonPlanBuilder:
             # The network keeps what it needs from the parser.
             parser = trt.OnnxParser(network, logger)
             _parse(parser, onnx, options["model_dir"], errors)
+            if options["version_compatible"]:
+                # As trtexec does: the plugin libraries the parser used are loaded for the build
+                # and serialized with the plan (NvOnnxParser.h, getUsedVCPluginLibraries).
+                used = _used_vc_plugin_libraries(parser)
+                self.tensorrt.load_plugins(used)
+                options = {**options, "plugins": list(dict.fromkeys([*options["plugins"], *used]))}
             if self.strongly_typed:
                 _check_precision(trt, network, options["precision"])
             inputs = [_spec(network.get_input(i), True) for i in range(network.num_inputs)]
             outputs = [_spec(network.get_output(i), False) for i in range(network.num_outputs)]
 
             config = builder.create_builder_config()
-            self._configure(config, options)
-            _add_profiles(builder, config, inputs, options["profiles"], errors)
+            self._configure(config, options, errors)
+            _add_profiles(builder, config, network, options["profiles"], errors)
             timing_cache = self._attach_timing_cache(config, options["timing_cache"])
             monitor = _monitor(trt, progress)
             config.progress_monitor = monitor
@@ -182,22 +172,57 @@ class PythonPlanBuilder:
                 "outputs": outputs,
             }
 
-    def _configure(self, config: Any, options: dict[str, Any]) -> None:
+    def _configure(self, config: Any, options: dict[str, Any], errors: list[str]) -> None:
+        """Any error TensorRT logs while an option is set means it refused the option, even where
+        the setter returns nothing (``set_memory_pool_limit``): a BuildOptionError names it."""
         trt = self.tensorrt.module
+
+        @contextlib.contextmanager
+        def setting(option: str) -> Iterator[None]:
+            before = len(errors)
+            yield
+            if len(errors) > before:
+                raise BuildOptionError(f"TensorRT refused {option}: {logged(errors[before:])}")
+
+        # NvInfer.h (10.x), BuilderFlag::kFP8: "not supported when HardwareCompatibilityLevel::
+        # kAMPERE_PLUS is enabled".
+        if (
+            self.edition == "standard"
+            and self.tensorrt_version.split(".")[0] == "10"
+            and options["precision"] == "fp8"
+            and options["hardware_compatibility"] == "ampere_plus"
+        ):
+            raise BuildOptionError(
+                "precision='fp8' and hardware_compatibility='ampere_plus' cannot be combined in "
+                "TensorRT 10: choose another precision, or hardware_compatibility="
+                "'same_compute_capability' or None"
+            )
         if not self.strongly_typed:
-            for flag in _PRECISION_FLAGS[options["precision"]]:
-                config.set_flag(getattr(trt.BuilderFlag, flag))
+            with setting(f"precision={options['precision']}"):
+                for flag in _PRECISION_FLAGS[options["precision"]]:
+                    config.set_flag(getattr(trt.BuilderFlag, flag))
         if options["workspace"] is not None:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options["workspace"])
+            workspace = options["workspace"]
+            with setting(f"workspace={workspace} bytes"):
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+            kept = config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE)
+            if kept != workspace:
+                raise BuildOptionError(
+                    f"TensorRT refused workspace={workspace} bytes (it kept a limit of {kept} "
+                    "bytes)"
+                )
         if options["optimization_level"] is not None:
-            config.builder_optimization_level = options["optimization_level"]
+            with setting(f"optimization_level={options['optimization_level']}"):
+                config.builder_optimization_level = options["optimization_level"]
         if options["version_compatible"]:
-            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-            # A version-compatible plan carries its plugins so a later runtime can load them.
-            config.plugins_to_serialize = list(options["plugins"])
+            with setting("version_compatible"):
+                config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+                # A version-compatible plan carries its plugins so a later runtime can load them.
+                config.plugins_to_serialize = list(options["plugins"])
         if options["hardware_compatibility"] is not None:
             level = options["hardware_compatibility"].upper()
-            config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+            with setting(f"hardware_compatibility={options['hardware_compatibility']!r}"):
+                config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
 
     def _attach_timing_cache(self, config: Any, serialized: bytes | None) -> Any:
         """A cache made by another TensorRT version or GPU is replaced by a new one: a stale
@@ -288,25 +313,61 @@ def _spec(tensor: Any, is_input: bool) -> dict[str, Any]:
 def _add_profiles(
     builder: Any,
     config: Any,
-    inputs: list[dict[str, Any]],
-    profiles: list[dict[str, list[list[int]]]],
+    network: Any,
+    profiles: list[dict[str, Any]],
     errors: list[str],
 ) -> None:
     # trtfast.build checked the shapes against the model's inputs; the parsed network can still
-    # leave an input dynamic the model had fixed.
+    # leave an input dynamic the model had fixed, and only it knows which inputs are shape tensors.
+    inputs = {tensor.name: tensor for tensor in map(network.get_input, range(network.num_inputs))}
     covered = set(profiles[0]) if profiles else set()
-    for tensor in inputs:
-        if -1 in tensor["shape"] and tensor["name"] not in covered:
+    for name, tensor in inputs.items():
+        if name in covered:
+            continue
+        if tensor.is_shape_tensor:
             raise BuildError(
-                f"input '{tensor['name']}' has the dynamic shape {tuple(tensor['shape'])}; give "
+                f"input '{name}' is a shape tensor (its values decide shapes)"
+                + _shape_tensor_hint(name)
+            )
+        if -1 in tuple(tensor.shape):
+            raise BuildError(
+                f"input '{name}' has the dynamic shape {tuple(tensor.shape)}; give "
                 "its min, opt and max shapes in an optimization profile"
             )
     for index, ranges in enumerate(profiles):
         profile = builder.create_optimization_profile()
-        for name, (low, opt, high) in ranges.items():
-            profile.set_shape(name, low, opt, high)
-        if config.add_optimization_profile(profile) < 0:
+        logged_before = len(errors)
+        for name, entry in ranges.items():
+            values = isinstance(entry, dict)  # {"values": [min, opt, max]}: a shape tensor's
+            if name in inputs and inputs[name].is_shape_tensor != values:
+                raise BuildError(
+                    f"optimization profile {index}, input '{name}': "
+                    + (
+                        "values are given, but it is not a shape tensor; give its shapes"
+                        if values
+                        else "shapes are given, but it is a shape tensor (its values decide "
+                        "shapes)" + _shape_tensor_hint(name)
+                    )
+                )
+            if values:
+                # Polygraphy's way (backend/trt/profile.py): the range of the values, row-major.
+                profile.set_shape_input(name, *entry["values"])
+            else:
+                profile.set_shape(name, *entry)
+        if config.add_optimization_profile(profile) < 0 or len(errors) > logged_before:
             raise BuildError(f"TensorRT refused optimization profile {index}: {logged(errors)}")
+
+
+def _used_vc_plugin_libraries(parser: Any) -> list[str]:
+    # Canonical paths, so no library is listed twice: setPluginsToSerialize needs each once.
+    return [os.path.realpath(path) for path in parser.get_used_vc_plugin_libraries()]
+
+
+def _shape_tensor_hint(name: str) -> str:
+    return (
+        f"; give the range of its values: shapes={{'{name}': {{'values': (min, opt, max)}}}} "
+        f"or --shapes {name}:values=MIN,OPT,MAX"
+    )
 
 
 def _monitor(trt: Any, progress: Progress) -> Any:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _core
-from ..engine import _spec, check_compatibility, check_host_code
+from ..engine import _plugin_files, _spec, check_compatibility, check_host_code
 from ..errors import EngineCompatibilityError, EngineFormatError, InputError, TrtfastError
 from . import _cuda
 from ._tensorrt import TensorRT, dtype_name, logged, tensorrt
@@ -81,11 +81,8 @@ class Engine:
         edition it was built for. Checked as :meth:`trtfast.Engine.load` checks it before
         TensorRT sees the plan: EngineCompatibilityError names what the engine was built for
         and what is here; engines that embed host code need ``allow_host_code=True``.
-        ``plugins``: the plugin libraries the engine was built with; TensorRT's standard
-        plugins are registered first, as Polygraphy does."""
+        ``plugins``: the plugin libraries the engine was built with, loaded before the plan."""
         from .. import engine_file
-        from ..engine import _plugin_files
-        from .builder import load_plugins
 
         plugin_files = _plugin_files(plugins)
         info, plan = engine_file.read(source)
@@ -112,9 +109,7 @@ class Engine:
         with _cuda.on_device(cudart, device), trt.errors.collect() as errors:
             runtime = trt.module.Runtime(trt.logger)
             runtime.engine_host_code_allowed = allow_host_code
-            if hasattr(trt.module, "init_libnvinfer_plugins"):
-                trt.module.init_libnvinfer_plugins(trt.logger, "")
-            load_plugins(trt, edition, runtime.get_plugin_registry(), plugin_files)
+            trt.load_plugins(plugin_files)
             engine = runtime.deserialize_cuda_engine(plan)
             if engine is None:
                 raise EngineFormatError(
