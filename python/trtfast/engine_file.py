@@ -15,7 +15,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _core
@@ -179,6 +179,11 @@ class EngineInfo:
     raw_plan: bool
     #: the plan embeds host code (version-compatible engine, plugins)
     host_code: bool
+    #: where the engine was built, as the build process saw it: "gpu" (name, compute_capability,
+    #: uuid, multiprocessors, total_memory, platform; {} for an engine tied to no GPU),
+    #: "library" (the ONNX parser's version, the CUDA major of the TensorRT build), "trtfast"
+    #: (its version) and "cache_schema"; {} when not recorded (a raw plan, an older file)
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("tensorrt_version", "edition", "gpu_name", "model_sha256", "plan_sha256"):
@@ -207,6 +212,9 @@ class EngineInfo:
         if not isinstance(self.build_options, Mapping):
             raise TypeError("build_options must be a dict")
         _check_json(self.build_options, "build_options")
+        if not isinstance(self.environment, Mapping):
+            raise TypeError("environment must be a dict")
+        _check_json(self.environment, "environment")
         for name in ("raw_plan", "host_code"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, not {getattr(self, name)!r}")
@@ -219,6 +227,7 @@ class EngineInfo:
         object.__setattr__(self, "outputs", outputs)
         # A copy in the form it reads back as, detached from the caller's dict.
         object.__setattr__(self, "build_options", json.loads(json.dumps(self.build_options)))
+        object.__setattr__(self, "environment", json.loads(json.dumps(self.environment)))
 
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON values (tuples as lists)."""
@@ -236,11 +245,13 @@ def _metadata_json(info: EngineInfo) -> str:
             entry["profiles"] = [[list(shape) for shape in p] for p in s.profiles]
         return entry
 
-    metadata = {
+    metadata: dict[str, Any] = {
         "inputs": [spec(s) for s in info.inputs],
         "outputs": [spec(s) for s in info.outputs],
         "build_options": info.build_options,
     }
+    if info.environment:
+        metadata["environment"] = info.environment
     return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -255,7 +266,7 @@ def _field(entry: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
 
 def _parse_metadata(
     text: str, name: str
-) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, Any]]:
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, Any], dict[str, Any]]:
     where = f"{name} metadata"
     try:
         metadata = json.loads(text)
@@ -287,15 +298,18 @@ def _parse_metadata(
         return tuple(result)
 
     inputs, outputs = specs("inputs", True), specs("outputs", False)
-    return inputs, outputs, _field(metadata, "build_options", dict, where)
+    # Files written before the environment was recorded have none.
+    environment = _field(metadata, "environment", dict, where) if "environment" in metadata else {}
+    return inputs, outputs, _field(metadata, "build_options", dict, where), environment
 
 
 def _info(raw: Mapping[str, Any], name: str) -> EngineInfo:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     build_options: dict[str, Any] = {}
+    environment: dict[str, Any] = {}
     if not raw["raw_plan"]:
-        inputs, outputs, build_options = _parse_metadata(raw["metadata_json"], name)
+        inputs, outputs, build_options, environment = _parse_metadata(raw["metadata_json"], name)
     try:
         return EngineInfo(
             format_version=raw["format_version"],
@@ -311,6 +325,7 @@ def _info(raw: Mapping[str, Any], name: str) -> EngineInfo:
             plan_size=raw["plan_size"],
             raw_plan=raw["raw_plan"],
             host_code=raw["host_code"],
+            environment=environment,
         )
     except (TypeError, ValueError) as error:
         raise EngineFormatError(f"{name} metadata: {error}") from None
@@ -389,9 +404,24 @@ def write(path: str | os.PathLike[str], info: EngineInfo, plan: bytes) -> None:
 
 
 def export_plan(source: Source, output_path: str | os.PathLike[str]) -> None:
-    """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it."""
+    """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it.
+    Raises ValueError when ``output_path`` is the engine being read."""
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        _refuse_same_file(source, output_path)
     _, plan = read(source)
     atomic_write(output_path, plan)
+
+
+def _refuse_same_file(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    try:
+        same = os.path.samefile(source, output)
+    except OSError:  # the output does not exist yet, or the source is unreadable (read says so)
+        return
+    if same:
+        raise ValueError(
+            f"output {os.fspath(output)!r} is the engine being read ({os.fspath(source)!r}); "
+            "name another file"
+        )
 
 
 # --- describing --------------------------------------------------------------------------------
