@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _build_process, _core
 from ._files import atomic_write
-from ._library import tensorrt_library
+from ._library import package_folder, tensorrt_library
 from .errors import (
     BuildError,
     BuildOptionError,
@@ -799,21 +799,24 @@ def gpu_identity(device: int) -> dict[str, Any]:
 
 
 def library_identity(folder: str, package: str) -> dict[str, Any]:
-    """What of a TensorRT library changes the plans it builds beyond its version: the version of
-    the ONNX parser in ``folder``, and the CUDA major of its build (the cu12 and cu13 wheels of one
-    TensorRT version), read from the name of the pip distribution that ships ``package``. None
-    for what cannot be known (a library installed outside pip)."""
+    """What of the TensorRT library in ``folder`` changes the plans it builds beyond its
+    version: the version of the ONNX parser beside it, and the CUDA major of its build (the
+    cu12 and cu13 wheels of one TensorRT version), read from the name of the pip distribution
+    that ships ``package`` when ``folder`` is that package's. None for what cannot be known (a
+    library installed outside pip)."""
     parser = None
-    for path in sorted(glob.glob(os.path.join(folder, "lib*onnxparser*.so*"))):
+    pattern = os.path.join(glob.escape(folder), "lib*onnxparser*.so*")
+    for path in sorted(glob.glob(pattern)) if folder else []:
         try:
             parser = int(ctypes.CDLL(path).getNvOnnxParserVersion())
             break
         except (OSError, AttributeError):
             continue
     cuda_major = None
-    for distribution in importlib.metadata.packages_distributions().get(package, []):
-        if match := re.search(r"cu(\d+)", distribution):
-            cuda_major = int(match.group(1))
+    if folder and os.path.realpath(folder) == os.path.realpath(package_folder(package) or "/"):
+        for distribution in importlib.metadata.packages_distributions().get(package, []):
+            if match := re.search(r"cu(\d+)", distribution):
+                cuda_major = int(match.group(1))
     return {"parser": parser, "cuda_major": cuda_major}
 
 
