@@ -462,6 +462,17 @@ def summary(info: EngineInfo, name: str = "") -> str:
         row("GPU", rtx_gpu)
     else:
         row("GPU", f"{info.gpu_name or 'unknown'}, compute capability {major}.{minor}")
+    gpu = info.environment.get("gpu") or {}
+    if gpu:
+        memory = gpu.get("total_memory", 0) / 2**30
+        row(
+            "built on",
+            f"{gpu.get('uuid')}, {gpu.get('multiprocessors')} SMs, {memory:.1f} GiB, "
+            f"{gpu.get('platform')}",
+        )
+    library = info.environment.get("library") or {}
+    if library:
+        row("built with", f"ONNX parser {library.get('parser')}, CUDA {library.get('cuda_major')}")
     row("host code", "yes (the plan embeds code that runs on the CPU)" if info.host_code else "no")
     row("plan", f"{info.plan_size:,} bytes")
     row("plan sha256", info.plan_sha256)
