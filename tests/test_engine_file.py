@@ -629,15 +629,10 @@ def test_cli_reports_bad_files_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_where_an_engine_was_built_is_recorded_and_shown(tmp_path: Path) -> None:
+    from test_build import H100_SXM
+
     environment = {
-        "gpu": {
-            "name": "NVIDIA H100 80GB HBM3",
-            "compute_capability": [9, 0],
-            "uuid": "GPU-00000000-0000-0000-0000-000000000001",
-            "multiprocessors": 132,
-            "total_memory": 85 * 2**30,
-            "platform": "x86_64",
-        },
+        "gpu": H100_SXM,
         "library": {"parser": 110100, "cuda_major": 13},
         "trtfast": "1.0.0",
         "cache_schema": 2,
