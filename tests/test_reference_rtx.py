@@ -117,6 +117,36 @@ def test_the_engine_cache_skips_a_second_build(model_folder: Path, tmp_path: Pat
     assert len(os.listdir(tmp_path / "engines")) == 1
 
 
+def test_an_engine_copied_over_a_cache_entry_is_not_returned(
+    model_folder: Path, tmp_path: Path
+) -> None:
+    arguments: dict[str, Any] = {"edition": "rtx", "progress": False}
+    cache = tmp_path / "engines"
+    cnn = reference.build(
+        models.path("cnn", model_folder), cache_dir=cache, shapes=models.shapes("cnn"), **arguments
+    )
+    (entry,) = os.listdir(cache)
+    # The engine records the parser and CUDA of the TensorRT-RTX that built it.
+    assert cnn.environment["library"]["parser"] is not None
+    assert cnn.environment["gpu"] == {}
+    other = reference.build(
+        models.path("mlp", model_folder),
+        output=tmp_path / "mlp.engine",
+        shapes=models.shapes("mlp"),
+        **arguments,
+    )
+    (cache / entry).write_bytes((tmp_path / "mlp.engine").read_bytes())
+    with pytest.warns(trtfast.CacheWarning, match="does not match this build"):
+        again = reference.build(
+            models.path("cnn", model_folder),
+            cache_dir=cache,
+            shapes=models.shapes("cnn"),
+            **arguments,
+        )
+    assert again.model_sha256 == cnn.model_sha256 != other.model_sha256
+    assert trtfast.inspect(cache / entry).model_sha256 == cnn.model_sha256
+
+
 def test_external_weights_are_found_beside_the_model(tmp_path: Path) -> None:
     source = tmp_path / "cnn.onnx"
     onnx.save_model(

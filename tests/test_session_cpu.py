@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from test_build import H100_SXM
 
 import trtfast
 from trtfast import _core, reference
@@ -394,6 +396,33 @@ def test_other_gpu_is_refused_with_both_capabilities() -> None:
     message = str(raised.value)
     assert "built for compute capability 9.0 on NVIDIA H100 80GB HBM3" in message
     assert "this device is NVIDIA A10 with compute capability 8.6" in message
+
+
+H100_PCIE = {**H100_SXM, "name": "NVIDIA H100 PCIe", "multiprocessors": 114}
+
+
+def test_another_gpu_model_of_the_same_compute_capability_loads_with_a_warning() -> None:
+    info = _info(environment={"gpu": H100_SXM})
+    here = {**HERE, "gpu_name": H100_PCIE["name"], "gpu": H100_PCIE}
+    with pytest.warns(trtfast.EngineCompatibilityWarning) as caught:
+        check_compatibility(info, source="model.engine", **here)  # type: ignore[arg-type]
+    (message,) = [str(warning.message) for warning in caught]
+    assert "engine 'model.engine' was built for another GPU model" in message
+    assert "name 'NVIDIA H100 80GB HBM3' (here 'NVIDIA H100 PCIe')" in message
+    assert "SM count 132 (here 114)" in message
+    # Another card of the same model: nothing to say.
+    same_model = {**H100_SXM, "uuid": "GPU-00000000-0000-0000-0000-000000000002"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_compatibility(info, **{**HERE, "gpu": same_model})  # type: ignore[arg-type]
+        # A hardware-compatible engine promises to run on other models.
+        check_compatibility(
+            _info(
+                environment={"gpu": H100_SXM},
+                build_options={"hardware_compatibility": "same_compute_capability"},
+            ),
+            **here,  # type: ignore[arg-type]
+        )
 
 
 def test_hardware_compatible_engines_run_on_ampere_and_newer() -> None:

@@ -335,6 +335,9 @@ def _engine_command(args: argparse.Namespace) -> int:
                 print(engine_file.summary(info, args.file))
         else:
             engine_file.export_plan(args.file, args.output)
+    except ValueError as error:  # an output that names the engine being read
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 2
     except (TrtfastError, OSError) as error:
         print(f"trtfast {args.command}: {error}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._library import package_folder
 from ..build import (
     BuildOptions,
     ChildProcessPlanBuilder,
@@ -21,7 +22,8 @@ from ..build import (
     PlanBuilder,
     ProgressCallback,
     build_with,
-    gpu_target,
+    gpu_identity,
+    library_identity,
 )
 from ..errors import BuildError, BuildOptionError
 from . import _cuda
@@ -62,10 +64,10 @@ def build(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
-    progress: bool | ProgressCallback = True,
+    progress: bool | ProgressCallback | str = "auto",
     device: int = 0,
     prepare: str = "auto",
-) -> EngineInfo:
+) -> EngineInfo | bytes:
     """``trtfast.build`` through TensorRT's Python API; the same options and the same engine
     file, plus ``edition``:
 
@@ -109,11 +111,13 @@ class PythonPlanBuilder:
         self.tensorrt_version = self.tensorrt.version
         # TensorRT 11 and TensorRT-RTX have no precision flags: every network is strongly typed.
         self.strongly_typed = not hasattr(self.tensorrt.module.BuilderFlag, "FP16")
+        libraries = "tensorrt_rtx_libs" if edition == "rtx" else "tensorrt_libs"
+        self.library = library_identity(package_folder(libraries), libraries)
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+    def target(self, device: int) -> dict[str, Any]:
         if self.edition == "rtx":
-            return "", (0, 0)
-        return gpu_target(device)
+            return {}
+        return gpu_identity(device)
 
     @contextlib.contextmanager
     def _on_device(self, device: int) -> Iterator[None]:
@@ -170,6 +174,7 @@ class PythonPlanBuilder:
                 "tensorrt_version": self.tensorrt_version,
                 "inputs": inputs,
                 "outputs": outputs,
+                "device": self.target(options["device"]),
             }
 
     def _configure(self, config: Any, options: dict[str, Any], errors: list[str]) -> None:
