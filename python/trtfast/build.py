@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _build_process, _core
+from ._choices import HARDWARE_COMPATIBILITY
 from ._files import atomic_write
 from ._library import tensorrt_library
 from .errors import (
@@ -55,7 +56,6 @@ PathArgument = str | os.PathLike[str]
 # cancels the build.
 ProgressCallback = Callable[[str, str, int, int], Any]
 
-HARDWARE_COMPATIBILITY = ("ampere_plus", "same_compute_capability")
 OPTIMIZATION_LEVELS = range(6)
 # Bumped when anything trtfast does to a model before TensorRT changes what an engine holds.
 _CACHE_SCHEMA = 1
