@@ -241,8 +241,9 @@ def main() -> int:
 
                 cpp[path] = Case(f"session from C++, {path}", path, label, sync, driven)
                 cpp_cases.append(cpp[path])
-            session = engine.session(cuda_graph=graphs, sync=sync)
-            bound = engine.session(cuda_graph=graphs, sync=sync)
+            # DeviceArray results: the zero-copy call, compared with the C++ loop's.
+            session = engine.session(cuda_graph=graphs, sync=sync, torch_results=False)
+            bound = engine.session(cuda_graph=graphs, sync=sync, torch_results=False)
             bound.bind({"x": device})
             sessions += [session, bound]
             for name, path, call in (

@@ -322,9 +322,12 @@ def test_a_lean_runtime_is_not_enough_to_build(model_path):
     [
         ({"precision": "fp64"}, BuildOptionError, "precision must be one of"),
         ({"workspace": "4 parsecs"}, BuildOptionError, "unknown unit"),
-        ({"output": None}, BuildOptionError, "pass output (the engine file to write) or cache_dir"),
         ({"output": "/no/such/folder/cnn.engine"}, BuildOptionError, "does not exist"),
-        ({"progress": "yes"}, BuildOptionError, "progress must be True, False or a callable"),
+        (
+            {"progress": "yes"},
+            BuildOptionError,
+            "progress must be 'auto', True, False or a callable",
+        ),
         ({"shapes": None}, ProfileError, "input 'images' has dynamic dimension 0 ('batch')"),
         ({"shapes": {"images": (1, 3, 8, 8)}}, ProfileError, "dimension 2 is 16 in the model"),
         ({"precision": "int8"}, BuildError, "needs a quantized model"),

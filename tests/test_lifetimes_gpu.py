@@ -130,7 +130,7 @@ def test_bind_holds_a_copy_of_the_mapping_and_the_device_arrays_it_read(
     engine: trtfast.Engine, kind: str
 ) -> None:
     full = DeviceFill(kind)
-    with engine.session() as session:
+    with engine.session(torch_results=False) as session:  # DeviceArray results for torch too
         a = full(3.0)
         inputs = {"x": a}
         bound = session.bind(inputs)
@@ -372,7 +372,7 @@ def test_a_block_released_by_a_consumer_is_not_rewritten_under_its_work(
     torch = torch_cuda()  # its sleep kernel keeps the consumer's stream busy
     x1 = torch.full((8, 4), 1.0, device="cuda")
     x2 = torch.full((8, 4), 5.0, device="cuda")
-    with engine.session() as session:
+    with engine.session(torch_results=False) as session:  # pooled DeviceArray results
         if consumer == "torch":
             side = torch.cuda.Stream()
             with torch.cuda.stream(side):

@@ -38,10 +38,24 @@ def test_public_api() -> None:
     assert trtfast.Session is trtfast.engine.Session
     assert issubclass(trtfast.Session, _core.Session)
     assert trtfast.DeviceArray is _core.DeviceArray
-    for name in ("__cuda_array_interface__", "__dlpack__", "__dlpack_device__", "numpy"):
+    for name in (
+        "__cuda_array_interface__",
+        "__dlpack__",
+        "__dlpack_device__",
+        "numpy",
+        "__array__",
+    ):
         assert hasattr(trtfast.DeviceArray, name)
     parameters = inspect.signature(trtfast.Engine.session).parameters
-    assert list(parameters)[1:] == ["cuda_graph", "sync", "stream", "graph_cache_size", "workers"]
+    assert list(parameters)[1:] == [
+        "cuda_graph",
+        "sync",
+        "stream",
+        "graph_cache_size",
+        "workers",
+        "torch_results",
+    ]
+    assert parameters["torch_results"].default is True
     assert parameters["cuda_graph"].default is True
     assert parameters["sync"].default == "spin"
     assert parameters["stream"].default is None

@@ -409,7 +409,7 @@ def test_no_allocation_after_warm_up(engine: trtfast.Engine) -> None:
 def test_torch_zero_copy(engine: trtfast.Engine) -> None:
     torch = torch_cuda()
     x = torch.from_numpy(random_x(6)).cuda()
-    with engine.session() as session:
+    with engine.session(torch_results=False) as session:
         allocations = _core.cuda.allocation_count()
         result = session(x=x)
         assert _core.cuda.allocation_count() - allocations == 1  # the pooled output only
@@ -437,6 +437,44 @@ def test_torch_zero_copy(engine: trtfast.Engine) -> None:
         # CPU tensors travel the host path.
         cpu = x.cpu()
         np.testing.assert_array_equal(session(x=cpu)["y"], affine(cpu.numpy()))
+
+
+def test_torch_in_torch_out(engine: trtfast.Engine) -> None:
+    torch = torch_cuda()
+    x = torch.from_numpy(random_x(6)).cuda()
+    with engine.session() as session:
+        y = session(x)["y"]  # positionally: the engine has one input
+        assert isinstance(y, torch.Tensor) and y.device == x.device
+        assert torch.equal(y, x * 2.0 + 1.0)
+        # CPU tensors: CPU tensors sharing the host result's memory.
+        cpu = x.cpu()
+        y = session(x=cpu)["y"]
+        assert isinstance(y, torch.Tensor) and y.device.type == "cpu"
+        assert torch.equal(y, cpu * 2.0 + 1.0)
+        # The caller's out buffer comes back as it is.
+        out = torch.empty(6, 4, device="cuda")
+        assert session(x=x, out={"y": out})["y"] is out
+        # A bound call returns the same torch tensors, updated by each replay.
+        bound = session.bind({"x": x})
+        assert isinstance(bound["y"], torch.Tensor)
+        x.fill_(3.0)
+        assert session.run()["y"] is bound["y"]
+        assert bool((bound["y"] == 7.0).all())
+    # Pooled engine calls too.
+    assert isinstance(engine(x=x)["y"], torch.Tensor)
+
+
+def test_device_arrays_convert_with_numpy(engine: trtfast.Engine) -> None:
+    x = random_x(5)
+    with engine.session() as session:
+        y = session(x=DeviceCopy(x))["y"]
+        assert isinstance(y, trtfast.DeviceArray)
+        np.testing.assert_array_equal(np.asarray(y), affine(x))
+        np.testing.assert_array_equal(np.asarray(y, dtype=np.float64), affine(x).astype(np.float64))
+        assert np.asarray(y).dtype == np.float32 and np.asarray(y).shape == (5, 4)
+        if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+            with pytest.raises(ValueError, match=r"a.numpy\(\) \(or np.asarray\(a\)\) copies"):
+                np.asarray(y, copy=False)
 
 
 def test_torch_results_outlive_the_session(engine: trtfast.Engine) -> None:

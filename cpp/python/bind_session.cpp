@@ -158,7 +158,8 @@ const py::str& out_name() {
 class PySession {
  public:
   PySession(std::shared_ptr<Engine> engine, bool cuda_graph, const std::string& sync,
-            const py::object& stream, std::size_t graph_cache_size) {
+            const py::object& stream, std::size_t graph_cache_size, bool torch_results)
+      : torch_results_(torch_results) {
     SessionOptions options;
     options.cuda_graph = cuda_graph;
     if (sync == "spin") {
@@ -244,7 +245,8 @@ class PySession {
     CallScope scope(busy_, keep_);
     settle(session);
     releases_->poll();  // blocks whose consumers are done go back to the pool first
-    reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
+    const bool torch_inputs =
+        reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
     session.prepare(inputs_.data());
     const bool device_mode = any_device(inputs_);
     read_outputs(session, out, device_mode, inputs_, outputs_, keep_);
@@ -261,7 +263,10 @@ class PySession {
     emit_warnings();
     py::dict result;
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
-      const py::object value = result_object(session, j);
+      py::object value = result_object(session, j);
+      if (torch_inputs && made_here(session, j, outputs_[j])) {
+        value = to_torch(value);
+      }
       if (PyDict_SetItem(result.ptr(), reader_->output_name(static_cast<int>(j)).ptr(),
                          value.ptr()) < 0) {
         throw py::error_already_set();
@@ -287,8 +292,8 @@ class PySession {
       }
       bound_keep_.hold(mapping);
     }
-    reader_->read_inputs(mapping, py::none(), bound_inputs_, present_, bound_keep_,
-                         session.device_stream());
+    const bool torch_inputs = reader_->read_inputs(mapping, py::none(), bound_inputs_, present_,
+                                                   bound_keep_, session.device_stream());
     session.prepare(bound_inputs_.data());
     const bool device_mode = any_device(bound_inputs_);
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
@@ -323,8 +328,11 @@ class PySession {
         target.tensor.device = array.device;
         results_[j] = py::cast(std::move(array));
       }
-      result[reader_->output_name(static_cast<int>(j))] = results_[j];
       bound_keep_.hold(results_[j]);
+      if (torch_inputs && made_here(session, j, target)) {
+        results_[j] = to_torch(results_[j]);  // shares the bound buffer: replays update it
+      }
+      result[reader_->output_name(static_cast<int>(j))] = results_[j];
       results_[j] = py::none();
     }
     bound_result_ = result;
@@ -375,6 +383,14 @@ class PySession {
   }
 
  private:
+  // A result the session made (not the caller's `out` buffer, nor an input updated in place):
+  // one that follows torch inputs as a torch tensor when torch_results_ is set.
+  bool made_here(Session& session, std::size_t j, const OutputArg& target) const {
+    return torch_results_ && !given_[j] &&
+           !(target.target == OutputTarget::Pooled &&
+             session.signature().aliased_input(static_cast<int>(j)) >= 0);
+  }
+
   static bool any_device(const std::vector<TensorArg>& inputs) {
     for (const TensorArg& arg : inputs) {
       if (arg.location == Location::Device) {
@@ -568,6 +584,7 @@ class PySession {
     }
   }
 
+  bool torch_results_;
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
@@ -665,9 +682,10 @@ void bind_session(py::module_& module) {
       "thread at a time. Ctrl-C interrupts a call's wait for the GPU within about 20 ms with "
       "sync='spin'; with sync='blocking' it takes effect when the GPU work ends.")
       .def(py::init<std::shared_ptr<Engine>, bool, const std::string&, const py::object&,
-                    std::size_t>(),
+                    std::size_t, bool>(),
            py::arg("engine"), py::arg("cuda_graph") = true, py::arg("sync") = "spin",
-           py::arg("stream") = py::none(), py::arg("graph_cache_size") = 16)
+           py::arg("stream") = py::none(), py::arg("graph_cache_size") = 16,
+           py::arg("torch_results") = true)
       .def(
           "run",
           [](PySession& session, const py::args& args, const py::kwargs& kwargs) {

@@ -86,6 +86,8 @@ const NumpyTypes& numpy_types() {
 struct TorchTypes {
   PyTypeObject* tensor = nullptr;
   py::dict dtypes;  // torch.dtype -> DataType
+  py::object from_numpy;
+  py::object from_dlpack;
 };
 
 // torch's Tensor type once torch is imported (never imported here: a caller's tensor means the
@@ -103,6 +105,8 @@ TorchTypes* torch_types() {
   auto* types = new TorchTypes();
   py::handle module(torch);
   types->tensor = reinterpret_cast<PyTypeObject*>(module.attr("Tensor").ptr());
+  types->from_numpy = module.attr("from_numpy");
+  types->from_dlpack = module.attr("from_dlpack");
   const std::pair<const char*, DataType> known[] = {
       {"float32", DataType::Float32},
       {"float16", DataType::Float16},
@@ -721,10 +725,61 @@ void TensorReader::read(py::handle value, const TensorInfo& info, bool is_output
   read_numpy(py::reinterpret_borrow<py::array>(array), info, is_output, arg, keep);
 }
 
-void TensorReader::read_inputs(py::handle mapping, py::handle named, std::vector<TensorArg>& args,
+namespace {
+
+bool is_mapping(py::handle value) {
+  static auto* mapping_type =  // never destroyed: outlives the interpreter's teardown
+      new py::object(py::module_::import("collections.abc").attr("Mapping"));
+  const int result = PyObject_IsInstance(value.ptr(), mapping_type->ptr());
+  if (result < 0) {
+    throw py::error_already_set();
+  }
+  return result == 1;
+}
+
+bool is_identifier(const std::string& name) {
+  return py::str(name).attr("isidentifier")().cast<bool>();
+}
+
+}  // namespace
+
+void TensorReader::throw_not_by_name(py::handle value) const {
+  const std::vector<TensorInfo>& inputs = signature_->inputs();
+  std::string as_dict;
+  std::string as_keywords;
+  bool identifiers = true;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const std::string& name = inputs[i].name;
+    as_dict += (i == 0 ? "{'" : ", '") + name + "': array";
+    as_keywords += (i == 0 ? "" : ", ") + name + "=array";
+    identifiers = identifiers && is_identifier(name);
+  }
+  as_dict += "}";
+  const std::string received = py::str(py::type::of(value).attr("__name__")).cast<std::string>();
+  std::string message = inputs.size() == 1
+                            ? "inputs are passed by name or as one array, not as a " + received
+                            : "this engine has " + std::to_string(inputs.size()) +
+                                  " inputs, so they are passed by name, not as a " + received;
+  message += ": run(" + as_dict + ")";
+  if (identifiers) {
+    message += " or run(" + as_keywords + ")";
+  }
+  message += "; the engine's inputs are ";
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    message += (i == 0 ? "" : ", ") + signature_->describe(inputs[i]);
+  }
+  throw InputError(message);
+}
+
+bool TensorReader::read_inputs(py::handle mapping, py::handle named, std::vector<TensorArg>& args,
                                std::vector<bool>& present, Keep& keep,
                                cudaStream_t consumer) const {
   std::fill(present.begin(), present.end(), false);
+  TorchTypes* torch = torch_types();
+  bool any_torch = false;
+  const auto note_torch = [&](PyObject* value) {
+    any_torch = any_torch || (torch != nullptr && PyObject_TypeCheck(value, torch->tensor));
+  };
   const auto read_all = [&](py::handle dict) {
     PyObject* key = nullptr;
     PyObject* value = nullptr;
@@ -743,15 +798,24 @@ void TensorReader::read_inputs(py::handle mapping, py::handle named, std::vector
       }
       present[i] = true;
       read(value, signature_->inputs()[i], false, args[i], keep, consumer);
+      note_torch(value);
     }
   };
   if (!mapping.is_none()) {
     if (PyDict_Check(mapping.ptr())) {
       read_all(mapping);
-    } else {
-      const py::dict copy(py::reinterpret_borrow<py::object>(mapping));  // any Mapping
+    } else if (is_mapping(mapping)) {
+      const py::dict copy(py::reinterpret_borrow<py::object>(mapping));
       keep.hold(copy);
       read_all(copy);
+    } else if (signature_->inputs().size() == 1 && !PyList_Check(mapping.ptr()) &&
+               !PyTuple_Check(mapping.ptr())) {
+      // One input: one array passed positionally, as onnxruntime users and torch modules do.
+      present[0] = true;
+      read(mapping, signature_->inputs()[0], false, args[0], keep, consumer);
+      note_torch(mapping.ptr());
+    } else {
+      throw_not_by_name(mapping);
     }
   }
   if (named && !named.is_none()) {
@@ -762,6 +826,18 @@ void TensorReader::read_inputs(py::handle mapping, py::handle named, std::vector
       signature_->throw_missing_input(present);
     }
   }
+  return any_torch;
+}
+
+py::object to_torch(py::handle result) {
+  TorchTypes* torch = torch_types();
+  if (torch == nullptr) {
+    throw Error("torch results need torch imported");
+  }
+  if (py::isinstance<DeviceArray>(result)) {
+    return torch->from_dlpack(result);
+  }
+  return torch->from_numpy(result);
 }
 
 int TensorReader::output_index(py::handle name) const {
@@ -929,6 +1005,21 @@ py::object to_capsule(const DeviceArray& array, bool versioned, const py::object
   return py::reinterpret_steal<py::object>(capsule);
 }
 
+py::array host_copy(const DeviceArray& a) {
+  py::object dtype = numpy_dtype(a.dtype);
+  if (dtype.is_none()) {
+    throw InputError(std::string("numpy has no ") + dtype_name(a.dtype) +
+                     " type; install ml_dtypes");
+  }
+  py::array result = new_numpy(dtype, a.shape);
+  if (a.nbytes() > 0) {
+    void* destination = result.mutable_data();
+    py::gil_scoped_release release;
+    TRTFAST_CUDA_CHECK(cudaMemcpy(destination, a.data, a.nbytes(), cudaMemcpyDeviceToHost));
+  }
+  return result;
+}
+
 py::tuple shape_tuple(const Dims& shape) {
   py::tuple result(static_cast<std::size_t>(shape.rank));
   for (int i = 0; i < shape.rank; ++i) {
@@ -999,24 +1090,24 @@ void bind_device_array(py::module_& module) {
           py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__",
            [](const DeviceArray& a) { return py::make_tuple(dlpack::kCUDA, a.device); })
+      .def("numpy", &host_copy, "A host copy as a numpy array.")
       .def(
-          "numpy",
-          [](const DeviceArray& a) {
-            py::object dtype = numpy_dtype(a.dtype);
-            if (dtype.is_none()) {
-              throw InputError(std::string("numpy has no ") + dtype_name(a.dtype) +
-                               " type; install ml_dtypes");
+          "__array__",
+          [](const DeviceArray& a, const py::object& dtype, const py::object& copy) {
+            // numpy asks for no copy with copy=False; GPU memory has no host view to give.
+            if (!copy.is_none() && !copy.cast<bool>()) {
+              throw py::value_error(
+                  "this DeviceArray lives in GPU memory, so numpy cannot view it without a "
+                  "copy; a.numpy() (or np.asarray(a)) copies it to the host");
             }
-            py::array result = new_numpy(dtype, a.shape);
-            if (a.nbytes() > 0) {
-              void* destination = result.mutable_data();
-              py::gil_scoped_release release;
-              TRTFAST_CUDA_CHECK(
-                  cudaMemcpy(destination, a.data, a.nbytes(), cudaMemcpyDeviceToHost));
+            py::object result = host_copy(a);
+            if (!dtype.is_none()) {
+              result = result.attr("astype")(dtype, py::arg("copy") = false);
             }
             return result;
           },
-          "A host copy as a numpy array.")
+          py::arg("dtype") = py::none(), py::kw_only(), py::arg("copy") = py::none(),
+          "np.asarray(a): a host copy, as a.numpy() makes.")
       .def("__len__",
            [](const DeviceArray& a) {
              if (a.shape.rank == 0) {

@@ -58,10 +58,12 @@ class TensorReader {
   // `device`: the session's device, where zero-size arrays without memory are taken to live.
   TensorReader(const Signature& signature, int device);
 
-  // Reads `mapping` (a dict, another Mapping, or None) and then `named` (keyword arguments, may
-  // be null) into `args` (one per input). Throws InputError for unknown, repeated or missing
-  // names. `consumer` is the stream the tensors will be used on (for __dlpack__).
-  void read_inputs(pybind11::handle mapping, pybind11::handle named, std::vector<TensorArg>& args,
+  // Reads `mapping` (a dict, another Mapping, one array for a one-input signature, or None) and
+  // then `named` (keyword arguments, may be null) into `args` (one per input). Throws InputError
+  // for unknown, repeated or missing names, and for anything else passed positionally.
+  // `consumer` is the stream the tensors will be used on (for __dlpack__). True when any input
+  // is a torch tensor.
+  bool read_inputs(pybind11::handle mapping, pybind11::handle named, std::vector<TensorArg>& args,
                    std::vector<bool>& present, Keep& keep, cudaStream_t consumer) const;
   // One tensor. Holds `value` (and whatever owns its memory) in `keep`.
   void read(pybind11::handle value, const TensorInfo& info, bool is_output, TensorArg& arg,
@@ -78,6 +80,10 @@ class TensorReader {
   }
 
  private:
+  // InputError for inputs passed positionally that are not a mapping (nor one array for a
+  // one-input signature): shows how to pass them by name.
+  [[noreturn]] void throw_not_by_name(pybind11::handle value) const;
+
   const Signature* signature_;
   int device_;
   pybind11::dict input_indices_;
@@ -92,6 +98,8 @@ pybind11::array new_numpy(const pybind11::object& dtype, const Dims& shape);
 
 // numpy's dtype for a DataType; None where numpy (with ml_dtypes, if installed) has none.
 pybind11::object numpy_dtype(DataType dtype);
+// A result (numpy array or DeviceArray) as a torch tensor sharing its memory.
+pybind11::object to_torch(pybind11::handle result);
 
 // Pooled output blocks that DLPack consumers let go of while work they queued on their stream (the
 // one they named in __dlpack__) may still read them. Each stays out of its session's pool until

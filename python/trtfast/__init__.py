@@ -20,6 +20,7 @@ from .errors import (
     EngineCompatibilityError,
     EngineFormatError,
     InputError,
+    OverloadedError,
     PerformanceWarning,
     ProfileError,
     TensorRTUnavailableError,
@@ -29,16 +30,18 @@ from .errors import (
 
 if TYPE_CHECKING:
     from . import models, reference
+    from .batcher import Batcher
     from .build import build
     from .parity import CompareResult, compare
     from .prepare import PrepareReport, prepare, prepare_with_report
 
 # Building, preparing and the reference path need onnx (and more), which take most of a second
-# to import; a program that only runs engines never loads them. name -> (module, attribute or
+# to import, and batching needs asyncio; a program that only runs engines never loads them. name -> (module, attribute or
 # None for the module itself), imported on first use.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "models": (".models", None),
     "reference": (".reference", None),
+    "Batcher": (".batcher", "Batcher"),
     "build": (".build", "build"),
     "CompareResult": (".parity", "CompareResult"),
     "compare": (".parity", "compare"),
@@ -95,6 +98,7 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 
 
 __all__ = [
+    "Batcher",
     "BuildError",
     "BuildOptionError",
     "CacheWarning",
@@ -106,6 +110,7 @@ __all__ = [
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "OverloadedError",
     "PerformanceWarning",
     "PrepareReport",
     "ProfileError",

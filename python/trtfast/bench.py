@@ -383,6 +383,7 @@ def benchmark(
     *,
     inputs: Mapping[str, Any] | None = None,
     batch: int | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
     iterations: int = 1000,
     warmup: int = 100,
@@ -393,7 +394,7 @@ def benchmark(
     """Measures an engine file (or a loaded :class:`trtfast.Engine`) on every path.
 
     inputs: numpy arrays by input name; by default random inputs inside the first optimization
-        profile (:func:`trtfast.parity.random_inputs` with ``batch`` and ``seed``).
+        profile (:func:`trtfast.parity.random_inputs` with ``batch``, ``shapes`` and ``seed``).
     iterations, warmup: timed and untimed calls per row.
     reference: also run the reference path (TensorRT's Python API); it needs the engine file,
         so a loaded Engine is measured without it. Where it cannot run, a note says why.
@@ -404,7 +405,7 @@ def benchmark(
     _check_int("iterations", iterations, minimum=1)
     _check_int("warmup", warmup, minimum=0)
     _check_int("seed", seed, minimum=0)
-    check_call_inputs(inputs, batch)
+    check_call_inputs(inputs, batch, shapes)
     from .engine import Engine
 
     notes: list[str] = []
@@ -418,7 +419,7 @@ def benchmark(
         path = os.fspath(engine)
         cpp, label = Engine.load(path, device=device, allow_host_code=allow_host_code), path
     try:
-        feeds = call_inputs(cpp.inputs, inputs, batch=batch, seed=seed)
+        feeds = call_inputs(cpp.inputs, inputs, batch=batch, shapes=shapes, seed=seed)
         outputs = cpp(feeds)
         input_bytes = [array.nbytes for array in feeds.values()]
         output_bytes = [np.asarray(value).nbytes for value in outputs.values()]
@@ -534,16 +535,18 @@ def _session_rows(
         on_device, kind = {}, ""
     rows = []
     bindable = True
+    # Device rows measure the zero-copy call: DeviceArray results, as cupy and other inputs
+    # get. Torch results add torch.from_dlpack per output (about 20 us) to calls not bound.
     for sync in SYNC_MODES:
         for graphs in (True, False):
-            with cpp.session(cuda_graph=graphs, sync=sync) as session:
+            with cpp.session(cuda_graph=graphs, sync=sync, torch_results=False) as session:
                 samples = measure(partial(session, feeds), iterations, warmup)
                 rows.append(_row("trtfast", "numpy", False, graphs, sync, samples))
                 if on_device:
                     samples = measure(partial(session, on_device), iterations, warmup)
                     rows.append(_row("trtfast", kind, True, graphs, sync, samples))
             if on_device and bindable:
-                with cpp.session(cuda_graph=graphs, sync=sync) as bound:
+                with cpp.session(cuda_graph=graphs, sync=sync, torch_results=False) as bound:
                     try:
                         bound.bind(on_device)
                     except InputError as error:  # outputs whose size depends on the data

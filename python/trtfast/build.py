@@ -16,9 +16,9 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from . import _build_process, _core
 from ._choices import HARDWARE_COMPATIBILITY
@@ -275,10 +275,13 @@ class TimingCacheFile:
 class _Progress:
     """Routes progress events to a tqdm bar per phase, to the caller's callable, or nowhere."""
 
-    def __init__(self, progress: bool | ProgressCallback) -> None:
+    def __init__(self, progress: bool | ProgressCallback | str) -> None:
         self.callback: ProgressCallback | None = None
         self.bars: dict[str, Any] = {}
         self.tqdm: Any = None
+        if progress == "auto":
+            # Bars only where someone watches: not in logs, pipes and CI output.
+            progress = _is_terminal(sys.stderr)
         if callable(progress):
             self.callback = progress
         elif progress is True:
@@ -291,7 +294,9 @@ class _Progress:
                 ) from error
             self.tqdm = tqdm
         elif progress is not False:
-            raise BuildOptionError(f"progress must be True, False or a callable, not {progress!r}")
+            raise BuildOptionError(
+                f"progress must be 'auto', True, False or a callable, not {progress!r}"
+            )
 
     def __call__(self, event: str, phase: str, step: int, total: int) -> bool:
         if self.callback is not None:
@@ -328,6 +333,11 @@ class _Progress:
         for bar in self.bars.values():
             bar.close()
         self.bars.clear()
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
 
 
 _PHASE = "trtfast build"
@@ -430,6 +440,27 @@ def _core_plan_builder(options: BuildOptions) -> PlanBuilder:
 # build
 
 
+@overload
+def build(
+    model: ModelSource,
+    *,
+    output: None = None,
+    precision: str | None = None,
+    shapes: ShapesArgument | None = None,
+    workspace: int | str | None = None,
+    timing_cache: PathArgument | None = None,
+    cache_dir: None = None,
+    optimization_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    plugins: Sequence[PathArgument] = (),
+    progress: bool | ProgressCallback | str = "auto",
+    device: int = 0,
+    prepare: str = "auto",
+) -> bytes: ...
+
+
+@overload
 def build(
     model: ModelSource,
     *,
@@ -443,15 +474,36 @@ def build(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
-    progress: bool | ProgressCallback = True,
+    progress: bool | ProgressCallback | str = "auto",
     device: int = 0,
     prepare: str = "auto",
-) -> EngineInfo:
-    """Build a TensorRT engine from an ONNX model and return the engine file's EngineInfo.
+) -> EngineInfo: ...
+
+
+def build(
+    model: ModelSource,
+    *,
+    output: PathArgument | None = None,
+    precision: str | None = None,
+    shapes: ShapesArgument | None = None,
+    workspace: int | str | None = None,
+    timing_cache: PathArgument | None = None,
+    cache_dir: PathArgument | None = None,
+    optimization_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    plugins: Sequence[PathArgument] = (),
+    progress: bool | ProgressCallback | str = "auto",
+    device: int = 0,
+    prepare: str = "auto",
+) -> EngineInfo | bytes:
+    """Build a TensorRT engine from an ONNX model. Returns the engine file's EngineInfo, whose
+    ``path`` is where the engine is (``output``, else its place in ``cache_dir``); with neither
+    ``output`` nor ``cache_dir``, returns the engine file's bytes (``Engine.load`` takes them).
 
     model: a path to an .onnx file (external weights beside it are found), the model's bytes,
         or an ``onnx.ModelProto``.
-    output: the engine file to write. At least one of ``output`` and ``cache_dir`` is needed.
+    output: the engine file to write.
     precision: "fp32" (default), "fp16", "bf16", "int8" or "fp8". On TensorRT 11 fp16 and bf16
         convert the model (inputs and outputs keep their types); int8 and fp8 need a quantized
         (Q/DQ) model.
@@ -466,8 +518,9 @@ def build(
     version_compatible: build an engine later TensorRT versions can run.
     hardware_compatibility: None, "ampere_plus" or "same_compute_capability".
     plugins: plugin libraries to load for the build.
-    progress: True for a progress bar on stderr, False for none, or a callable taking
-        (event, phase, step, total) that may return False to cancel.
+    progress: "auto" (default) for a progress bar on stderr when stderr is a terminal, True for
+        one always, False for none, or a callable taking (event, phase, step, total) that may
+        return False to cancel.
     device: the GPU to build for.
     prepare: "auto" (default) builds the model as given and, when TensorRT's ONNX parser
         refuses it, prepares it (``trtfast.prepare``: opset conversion, constant folding,
@@ -511,10 +564,10 @@ def build_with(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
-    progress: bool | ProgressCallback = True,
+    progress: bool | ProgressCallback | str = "auto",
     device: int = 0,
     prepare: str = "auto",
-) -> EngineInfo:
+) -> EngineInfo | bytes:
     """:func:`build` with the TensorRT step made by ``plan_builder(options)``, called once every
     option and the model have been checked."""
     require_build_extra()
@@ -530,11 +583,6 @@ def build_with(
     )
     output_path = _output_path(output)
     cache_folder = _folder_option(cache_dir, "cache_dir")
-    if output_path is None and cache_folder is None:
-        raise BuildOptionError(
-            "pass output (the engine file to write) or cache_dir; without either the engine "
-            "would be built and thrown away"
-        )
     timing = None if timing_cache is None else _timing_cache_option(timing_cache)
     reporter = _Progress(progress)
 
@@ -566,6 +614,7 @@ def build_with(
                 info, plan = hit
                 if output_path is not None:
                     write(output_path, info, plan)
+                    return replace(info, path=str(output_path))
                 return info
 
         reporter.step(_PHASE, 0, _STEPS)
@@ -622,8 +671,11 @@ def build_with(
             write(output_path, info, plan)
             written.append(output_path)
         reporter.step(_PHASE, 3, _STEPS)
-        # The engine as its file describes it; built in memory when no file could be written.
-        return read_info(written[0] if written else encode(info, plan))
+        if output_path is None and cache_folder is None:
+            return encode(info, plan)
+        # The engine as its file describes it (the output, where one was asked for); read from
+        # memory when the engine cache could not be written.
+        return read_info(written[-1] if written else encode(info, plan))
     finally:
         reporter.close()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import __version__
@@ -19,6 +21,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Build TensorRT engines from ONNX and run them with minimal overhead.",
     )
     parser.add_argument("--version", action="version", version=f"trtfast {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v trtfast's and TensorRT's info, -vv everything (TensorRT's verbose "
+        "log as DEBUG)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log errors only, no progress bar"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "doctor",
@@ -30,7 +43,30 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo_parser(commands)
     _add_prepare_parser(commands)
     _add_measure_parsers(commands)
+    _add_run_parser(commands)
     return parser
+
+
+@contextlib.contextmanager
+def logging_for(verbose: int, quiet: bool) -> Iterator[None]:
+    """For one command: the ``trtfast`` logger and ``trtfast.tensorrt`` (TensorRT's log, its
+    verbose level as DEBUG) at the level -v/-q ask for, printed on stderr; as before after."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
+    if verbose >= 2:
+        level = logging.DEBUG
+    loggers = [logging.getLogger("trtfast"), logging.getLogger("trtfast.tensorrt")]
+    before = [logger.level for logger in loggers]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    loggers[0].addHandler(handler)
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        loggers[0].removeHandler(handler)
+        for logger, previous in zip(loggers, before, strict=True):
+            logger.setLevel(previous)
 
 
 def _add_build_parser(commands: Any) -> None:
@@ -59,6 +95,17 @@ def _add_build_parser(commands: Any) -> None:
         "NAME:values=MIN,OPT,MAX gives a shape-tensor input's values (a vector: 1x16); "
         "repeat for more inputs; naming an input again starts the next optimization profile",
     )
+    for which in ("min", "opt", "max"):
+        build.add_argument(
+            f"--{which}-shapes",
+            f"--{which}Shapes",
+            dest=f"{which}_shapes",
+            action="append",
+            default=[],
+            metavar="NAME:SHAPE,...",
+            help=f"{which} shapes of one optimization profile as trtexec writes them: "
+            "a:1x3x224x224,b:1x10" + ("" if which != "opt" else " (min and max default to it)"),
+        )
     build.add_argument("--timing-cache", metavar="FILE", help="timing cache to reuse and update")
     build.add_argument("--workspace", metavar="SIZE", help="workspace limit, e.g. 4GiB or 512MiB")
     build.add_argument(
@@ -97,7 +144,11 @@ def _add_build_parser(commands: Any) -> None:
         help="standard: TensorRT through trtfast's builder; rtx: TensorRT-RTX through its Python "
         "API, which needs no GPU and builds for any GPU it supports (default: standard)",
     )
-    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (by default one shows when stderr is a terminal)",
+    )
     build.add_argument(
         "--prepare",
         choices=PREPARE_MODES,
@@ -115,10 +166,11 @@ def _fail(status: int, message: str) -> int:
 def _build(args: argparse.Namespace) -> int:
     from .build import build
     from .errors import BuildError, BuildOptionError, TrtfastError
-    from .profiles import parse_shapes_option
 
+    if not args.output and not args.cache_dir:
+        return _fail(2, "pass -o/--output (the engine file to write) or --cache-dir")
     try:
-        shapes = parse_shapes_option(args.shapes) if args.shapes else None
+        shapes = _build_shapes(args)
         options: dict[str, Any] = dict(
             output=args.output,
             precision=args.precision,
@@ -130,7 +182,7 @@ def _build(args: argparse.Namespace) -> int:
             version_compatible=args.version_compatible,
             hardware_compatibility=args.hardware_compatibility,
             plugins=args.plugin,
-            progress=not args.no_progress,
+            progress=False if args.no_progress or args.quiet else "auto",
             device=args.device,
             prepare=args.prepare,
         )
@@ -153,7 +205,8 @@ def _build(args: argparse.Namespace) -> int:
         return _fail(1, "\n".join(lines))
     except KeyboardInterrupt:
         return _fail(130, "interrupted; nothing was written")
-    where = args.output or args.cache_dir
+    assert not isinstance(info, bytes)  # output or cache_dir was given
+    where = info.path or args.output
     product, gpu = "TensorRT", info.gpu_name
     if info.edition == "rtx":
         product, gpu = "TensorRT-RTX", gpu or "any GPU TensorRT-RTX supports"
@@ -166,6 +219,21 @@ def _build(args: argparse.Namespace) -> int:
         summary = PrepareReport.from_json(preparation).summary()
         print(f"prepared ({preparation['reason']}): {summary}")
     return 0
+
+
+def _build_shapes(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    from .errors import BuildOptionError
+    from .profiles import parse_shapes_option, parse_trtexec_shapes
+
+    trtexec = args.min_shapes or args.opt_shapes or args.max_shapes
+    if trtexec and args.shapes:
+        raise BuildOptionError(
+            "give the shapes one way: --shapes NAME:MIN,OPT,MAX, or trtexec's --min-shapes, "
+            "--opt-shapes and --max-shapes"
+        )
+    if trtexec:
+        return parse_trtexec_shapes(args.min_shapes, args.opt_shapes, args.max_shapes)
+    return parse_shapes_option(args.shapes) if args.shapes else None
 
 
 def _add_prepare_parser(commands: Any) -> None:
@@ -345,20 +413,13 @@ def _add_measure_parsers(commands: Any) -> None:
         "used, 3 TensorRT cannot run here.",
     )
     for command in (compare, bench):
-        command.add_argument("engine", help="engine file")
-        command.add_argument(
-            "--batch",
-            type=_count(1),
-            help="first dimension of dynamic inputs (default: the profile's opt shape)",
-        )
-        command.add_argument("--seed", type=_count(0), default=0, help="seed of the random inputs")
-        command.add_argument("--device", type=_count(0), default=0, help="GPU index (default: 0)")
-        command.add_argument(
-            "--allow-host-code",
-            action="store_true",
-            help="load an engine that embeds host code (only one you trust)",
-        )
-        command.add_argument("--json", action="store_true", help="print the result as JSON")
+        _add_engine_call_arguments(command)
+    compare.add_argument(
+        "--onnx",
+        metavar="MODEL",
+        help="compare the engine with onnxruntime running this ONNX model (as polygraphy run "
+        "--trt --onnxrt does) instead of with TensorRT's Python API",
+    )
     compare.add_argument(
         "--rtol", type=_tolerance, help="relative tolerance (default: by output dtype)"
     )
@@ -374,6 +435,84 @@ def _add_measure_parsers(commands: Any) -> None:
     bench.add_argument(
         "--no-reference", action="store_true", help="leave out TensorRT's Python API"
     )
+
+
+def _add_engine_call_arguments(command: Any) -> None:
+    """The engine file, its inputs and where it runs: compare, bench and run take them alike."""
+    command.add_argument("engine", help="engine file")
+    command.add_argument(
+        "--inputs",
+        metavar="FILE",
+        help="inputs by name in a .npz file (np.savez), or one .npy array for an engine with "
+        "one input (default: random inputs)",
+    )
+    command.add_argument(
+        "--shapes",
+        action="append",
+        default=[],
+        metavar="NAME:SHAPE",
+        help="shape of a random input, as trtexec writes it: x:8x128 or x:8x128,mask:8x128 "
+        "(default: the profile's opt shape)",
+    )
+    command.add_argument(
+        "--batch",
+        type=_count(1),
+        help="first dimension of dynamic random inputs (default: the profile's opt shape)",
+    )
+    command.add_argument("--seed", type=_count(0), default=0, help="seed of the random inputs")
+    command.add_argument("--device", type=_count(0), default=0, help="GPU index (default: 0)")
+    command.add_argument(
+        "--allow-host-code",
+        action="store_true",
+        help="load an engine that embeds host code (only one you trust)",
+    )
+    command.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _call_inputs(args: argparse.Namespace, info: Any) -> dict[str, Any]:
+    """``inputs``, ``shapes`` and ``batch`` for compare, bench and run from --inputs, --shapes
+    and --batch; ValueError (or ProfileError) saying what is wrong with them."""
+    from .profiles import parse_runtime_shapes
+
+    shapes = parse_runtime_shapes(args.shapes) if args.shapes else None
+    inputs = None
+    if args.inputs is not None:
+        if shapes or args.batch is not None:
+            raise ValueError("--inputs gives the inputs; leave out --shapes and --batch")
+        inputs = load_inputs(args.inputs, [spec.name for spec in info.inputs])
+    return {"inputs": inputs, "shapes": shapes, "batch": args.batch}
+
+
+def load_inputs(path: str, names: Sequence[str]) -> dict[str, Any]:
+    """Arrays by input name from a .npz file, or from a .npy file for an engine with one input;
+    ValueError naming the inputs the file and the engine disagree on."""
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read inputs from {path!r}: {error}") from None
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            raise ValueError(
+                f"{path!r} holds one array, and the engine has the inputs {list(names)}: save "
+                "them by name, np.savez(path, " + ", ".join(f"{n}=..." for n in names) + ")"
+            )
+        return {names[0]: loaded}
+    with loaded:
+        arrays = {name: loaded[name] for name in loaded.files}
+    unknown = [name for name in arrays if name not in names]
+    missing = [name for name in names if name not in arrays]
+    if unknown or missing:
+        problems = []
+        if unknown:
+            problems.append(f"holds {unknown}, which the engine does not take")
+        if missing:
+            problems.append(f"lacks {missing}")
+        raise ValueError(
+            f"{path!r} " + " and ".join(problems) + f"; the engine's inputs are {list(names)}"
+        )
+    return arrays
 
 
 def _unrunnable(command: str, engine: str, *, need_reference: bool) -> int:
@@ -408,13 +547,31 @@ def _unrunnable(command: str, engine: str, *, need_reference: bool) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
+    from . import engine_file
     from .errors import TensorRTUnavailableError, TrtfastError
 
-    status = _unrunnable(args.command, args.engine, need_reference=args.command == "compare")
+    onnx = getattr(args, "onnx", None)
+    try:
+        feeds = _call_inputs(args, engine_file.read_info(args.engine))
+        if onnx is not None:
+            from .parity import onnxruntime_session
+
+            onnxruntime_session(onnx)  # a model that cannot load is the caller's to fix first
+    except ImportError as error:
+        print(f"trtfast {args.command}: cannot run here: {error}", file=sys.stderr)
+        return UNAVAILABLE
+    except (TrtfastError, ValueError, OSError) as error:
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # onnxruntime's own errors for a model it cannot load
+        print(f"trtfast {args.command}: cannot load {onnx!r}: {error}", file=sys.stderr)
+        return 2
+    need_reference = args.command == "compare" and onnx is None
+    status = _unrunnable(args.command, args.engine, need_reference=need_reference)
     if status:
         return status
     options = {
-        "batch": args.batch,
+        **feeds,
         "seed": args.seed,
         "device": args.device,
         "allow_host_code": args.allow_host_code,
@@ -423,7 +580,7 @@ def _measure(args: argparse.Namespace) -> int:
         if args.command == "compare":
             from .parity import compare
 
-            result: Any = compare(args.engine, rtol=args.rtol, atol=args.atol, **options)
+            result: Any = compare(args.engine, rtol=args.rtol, atol=args.atol, onnx=onnx, **options)
         else:
             from .bench import benchmark
 
@@ -447,8 +604,129 @@ def _measure(args: argparse.Namespace) -> int:
     return 1 if args.command == "compare" and not result.passed else 0
 
 
+def _add_run_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run an engine on given (or random) inputs and describe its outputs",
+        description="Run an engine file once on the inputs of --inputs (or random ones shaped "
+        "by --shapes) and print each output's shape, dtype and statistics.",
+        epilog="Exit status: 0 ran, 2 invalid arguments or an engine that cannot be used, "
+        "3 TensorRT cannot run here.",
+    )
+    _add_engine_call_arguments(run)
+    run.add_argument("--save-outputs", metavar="FILE", help="write the outputs to a .npz file")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import engine_file
+    from .errors import TensorRTUnavailableError, TrtfastError
+
+    try:
+        info = engine_file.read_info(args.engine)
+        given = _call_inputs(args, info)
+    except (TrtfastError, ValueError, OSError) as error:
+        print(f"trtfast run: {error}", file=sys.stderr)
+        return 2
+    status = _unrunnable("run", args.engine, need_reference=False)
+    if status:
+        return status
+    from .engine import Engine
+    from .parity import call_inputs
+
+    try:
+        engine = Engine.load(args.engine, device=args.device, allow_host_code=args.allow_host_code)
+        try:
+            feeds = call_inputs(engine.inputs, **given, seed=args.seed)
+            outputs = {name: np.asarray(value) for name, value in engine(feeds).items()}
+        finally:
+            engine.close()
+        if args.save_outputs:
+            from ._files import atomic_write
+
+            buffer = _npz_bytes(outputs)
+            atomic_write(args.save_outputs, buffer)
+    except (TensorRTUnavailableError, ImportError) as error:
+        print(f"trtfast run: cannot run here: {error}", file=sys.stderr)
+        return UNAVAILABLE
+    except (TrtfastError, ValueError, OSError) as error:
+        print(f"trtfast run: {error}", file=sys.stderr)
+        return 2
+    described = {
+        "engine": args.engine,
+        "inputs": {name: describe_array(value) for name, value in feeds.items()},
+        "outputs": {name: describe_array(value) for name, value in outputs.items()},
+    }
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        print(_describe_table(described))
+    return 0
+
+
+def describe_array(array: Any) -> dict[str, Any]:
+    """Shape, dtype and statistics (min, max, mean, std; NaN and infinity counts) of an array,
+    as ``trtfast run`` prints them."""
+    import numpy as np
+
+    from .parity import json_float
+
+    values = np.asarray(array)
+    entry: dict[str, Any] = {"shape": list(values.shape), "dtype": values.dtype.name}
+    numeric = values.dtype.kind in "biuf" or values.dtype.name in ("bfloat16", "float8_e4m3fn")
+    if values.size == 0 or not numeric:
+        return entry
+    numbers = values.astype(np.float64)
+    finite = numbers[np.isfinite(numbers)]
+    entry["nan"] = int(np.count_nonzero(np.isnan(numbers)))
+    entry["inf"] = int(np.count_nonzero(np.isinf(numbers)))
+    if finite.size:
+        entry.update(
+            min=json_float(float(finite.min())),
+            max=json_float(float(finite.max())),
+            mean=json_float(float(finite.mean())),
+            std=json_float(float(finite.std())),
+        )
+    return entry
+
+
+def _describe_table(described: dict[str, Any]) -> str:
+    lines = [f"engine  {described['engine']}"]
+    for role in ("inputs", "outputs"):
+        lines.append(f"{role}:")
+        for name, entry in described[role].items():
+            text = f"  {name}  {entry['dtype']} {entry['shape']}"
+            if "mean" in entry:
+                text += (
+                    f"  min {entry['min']:.6g}  max {entry['max']:.6g}  mean {entry['mean']:.6g}"
+                    f"  std {entry['std']:.6g}"
+                )
+            if entry.get("nan") or entry.get("inf"):
+                text += f"  nan {entry['nan']}  inf {entry['inf']}"
+            lines.append(text)
+    return "\n".join(lines)
+
+
+def _npz_bytes(arrays: dict[str, Any]) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with logging_for(args.verbose, args.quiet):
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
     if args.command == "doctor":
         from .doctor import main as doctor_main
 

@@ -4,7 +4,10 @@ stream, device buffers, pinned staging and CUDA graphs).
 Host arrays (numpy) go through pinned staging and come back as numpy arrays. Device arrays
 (torch and cupy tensors, anything with ``__cuda_array_interface__`` or ``__dlpack__``) are bound by
 pointer, with no copy, and results come back as :class:`DeviceArray` (``torch.from_dlpack`` and
-``cupy.asarray`` take it without a copy). Device inputs must be ready on the stream the session
+``cupy.asarray`` take it without a copy; ``np.asarray`` copies it to the host). When any input is
+a torch tensor, results come back as torch tensors sharing the result's memory (CUDA tensors for
+CUDA inputs, CPU tensors for CPU inputs), unless the session was made with
+``torch_results=False``. Device inputs must be ready on the stream the session
 orders itself after: the caller's ``stream`` when one is given, else the default stream, where
 torch and cupy work unless told otherwise.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,8 +27,13 @@ from .errors import EngineCompatibilityError
 
 if TYPE_CHECKING:
     from .engine_file import EngineInfo, TensorSpec
+    from .prepare import ModelSource
 
 SyncMode = Literal["spin", "blocking"]
+
+# Pooled execution contexts per Engine: enough for a few threads to overlap host and GPU work,
+# few enough that each context's device buffers (sized for the largest profile) stay affordable.
+DEFAULT_MAX_SESSIONS = 4
 
 DeviceArray = _core.DeviceArray
 
@@ -61,7 +69,8 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     profile shapes, pinned staging and a cache of CUDA graphs. One thread at a time; use
     :meth:`submit` (or :class:`Engine` calls) to run from several threads at once.
 
-    ``session(x=...)``, ``session({"x": ...})`` and ``session.run(...)`` return a dict of outputs;
+    ``session(x=...)``, ``session({"x": ...})``, ``session(x)`` (an engine with one input) and
+    ``session.run(...)`` return a dict of outputs;
     ``out={"y": buffer}`` writes an output into the caller's buffer instead. After
     ``bind(inputs, outputs)``, ``run()`` with no arguments replays the bound call (the fastest
     call: no argument reading at all) and returns the bound outputs.
@@ -84,6 +93,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         stream: object = None,
         graph_cache_size: int = 16,
         workers: int = 2,
+        torch_results: bool = True,
     ) -> None:
         if sync not in ("spin", "blocking"):
             raise ValueError(f"sync must be 'spin' or 'blocking', not {sync!r}")
@@ -91,7 +101,9 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
             raise ValueError(f"graph_cache_size must be >= 0, not {graph_cache_size}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
-        super().__init__(engine.core, cuda_graph, sync, _stream_handle(stream), graph_cache_size)
+        super().__init__(
+            engine.core, cuda_graph, sync, _stream_handle(stream), graph_cache_size, torch_results
+        )
         self.engine = engine
         self._stream_object = stream  # the caller's stream must outlive the session
         self._options: dict[str, Any] = {
@@ -99,6 +111,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
             "sync": sync,
             "stream": stream,
             "graph_cache_size": graph_cache_size,
+            "torch_results": torch_results,
         }
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -110,11 +123,11 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     if TYPE_CHECKING:
         # The call itself is CPython's call slot of _core.Session (no Python frame in between).
         def __call__(
-            self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+            self, inputs: Any = None, /, *, out: Any = None, **named: Any
         ) -> dict[str, Any]: ...
 
     def submit(
-        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+        self, inputs: Any = None, /, *, out: Any = None, **named: Any
     ) -> Future[dict[str, Any]]:
         """Runs a call on a pool of worker threads, each with an execution context of its own
         (same options as this session), and returns its Future at once."""
@@ -128,9 +141,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
                 )
             return self._pool.submit(self._run_on_worker, inputs, out, named)
 
-    def _run_on_worker(
-        self, inputs: Mapping[str, Any] | None, out: Any, named: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _run_on_worker(self, inputs: Any, out: Any, named: dict[str, Any]) -> dict[str, Any]:
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
             session = Session(self.engine, workers=1, **self._options)
@@ -162,13 +173,30 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
 
 class Engine:
     """A loaded engine. ``Engine.load(path)`` reads a trtfast engine file (or a bare TensorRT
-    plan); ``engine(x=...)`` runs one call on a pooled session, safe from many threads;
-    ``engine.session(...)`` makes a session with options of your own."""
+    plan); ``Engine.from_onnx(model, cache_dir=...)`` builds one first where the cache has none;
+    ``engine(x=...)`` (or ``engine(x)`` for an engine with one input) runs one call on a pooled
+    session, safe from many threads; ``engine.session(...)`` makes a session with options of
+    your own.
 
-    def __init__(self, core: _core.Engine, *, info: EngineInfo | None = None) -> None:
+    ``max_sessions`` caps the pool: at most that many calls run at once, each on its own
+    execution context (with device buffers for the largest profile shapes); a call beyond it
+    waits for a context to come free.
+    """
+
+    def __init__(
+        self,
+        core: _core.Engine,
+        *,
+        info: EngineInfo | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> None:
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ValueError(f"max_sessions must be an int >= 1, not {max_sessions!r}")
         self.core = core
         self.info = info
+        self.max_sessions = max_sessions
         self._idle: list[Session] = []
+        self._free = threading.Semaphore(max_sessions)
 
     @classmethod
     def load(
@@ -178,6 +206,7 @@ class Engine:
         device: int = 0,
         allow_host_code: bool = False,
         plugins: Sequence[str | os.PathLike[str]] = (),
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``.
 
@@ -217,7 +246,53 @@ class Engine:
             source=source if not isinstance(source, bytes) else None,
         )
         core = _runtime(library, device).deserialize(plan, allow_host_code, plugin_files)
-        return cls(core, info=info)
+        return cls(core, info=info, max_sessions=max_sessions)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        model: ModelSource,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: int = 0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        edition: str = "standard",
+        **build_options: Any,
+    ) -> Engine:
+        """Loads the engine ``trtfast.build(model, cache_dir=cache_dir, **build_options)``
+        makes for this machine: from the engine cache when it holds one, else built first (and
+        stored there). Without ``cache_dir`` the engine is built in memory every time.
+        ``edition="rtx"`` builds with TensorRT-RTX, as ``trtfast.reference.build`` does.
+
+        A version-compatible build (``version_compatible=True``) embeds TensorRT's lean runtime,
+        so asking for one allows host code in the engine built or found for it.
+        """
+        if "output" in build_options:
+            raise TypeError(
+                "Engine.from_onnx keeps engines in cache_dir; to write an engine file, call "
+                "trtfast.build(model, output=...) and then Engine.load(path)"
+            )
+        from .build import build
+        from .reference import build as build_with_python_api
+
+        def build_for_edition(folder: str | os.PathLike[str] | None) -> EngineInfo | bytes:
+            if edition == "standard":
+                return build(model, cache_dir=folder, device=device, **build_options)
+            return build_with_python_api(
+                model, edition=edition, cache_dir=folder, device=device, **build_options
+            )
+
+        built = build_for_edition(cache_dir)
+        if not isinstance(built, bytes) and built.path is None:
+            built = build_for_edition(None)  # the cache could not be written (a CacheWarning said)
+        source = built if isinstance(built, bytes) else str(built.path)
+        return cls.load(
+            source,
+            device=device,
+            allow_host_code=bool(build_options.get("version_compatible", False)),
+            max_sessions=max_sessions,
+            plugins=build_options.get("plugins", ()),
+        )
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -239,12 +314,14 @@ class Engine:
         stream: object = None,
         graph_cache_size: int = 16,
         workers: int = 2,
+        torch_results: bool = True,
     ) -> Session:
         """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
         'spin' (lowest latency; Ctrl-C interrupts a wait within about 20 ms) or 'blocking' (no
         CPU burn while waiting; Ctrl-C takes effect when the GPU work ends); ``stream`` joins the
         caller's CUDA stream (each call runs after the work queued there and is done when it
-        returns); ``workers`` sizes the pool behind :meth:`Session.submit`."""
+        returns); ``workers`` sizes the pool behind :meth:`Session.submit`; ``torch_results``
+        returns torch tensors for torch inputs (False: numpy arrays and DeviceArray)."""
         return Session(
             self,
             cuda_graph=cuda_graph,
@@ -252,22 +329,23 @@ class Engine:
             stream=stream,
             graph_cache_size=graph_cache_size,
             workers=workers,
+            torch_results=torch_results,
         )
 
-    def __call__(
-        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
-    ) -> dict[str, Any]:
-        """One call on an idle pooled session (a new one when all are busy): any number of
-        threads may call at once, each on its own execution context."""
-        try:
-            session = self._idle.pop()
-        except IndexError:
-            session = self.session()
-        try:
-            result: dict[str, Any] = session.run(inputs, out=out, **named)
-            return result
-        finally:
-            self._idle.append(session)
+    def __call__(self, inputs: Any = None, /, *, out: Any = None, **named: Any) -> dict[str, Any]:
+        """One call on an idle pooled session (a new one when all are busy, up to
+        ``max_sessions``; beyond it the call waits for one to come free): any number of threads
+        may call at once, each on its own execution context."""
+        with self._free:
+            try:
+                session = self._idle.pop()
+            except IndexError:
+                session = self.session()
+            try:
+                result: dict[str, Any] = session.run(inputs, out=out, **named)
+                return result
+            finally:
+                self._idle.append(session)
 
     def close(self) -> None:
         """Frees the pooled sessions (sessions made with :meth:`session` are the caller's)."""

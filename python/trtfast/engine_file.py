@@ -15,7 +15,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _core
@@ -179,6 +179,8 @@ class EngineInfo:
     raw_plan: bool
     #: the plan embeds host code (version-compatible engine, plugins)
     host_code: bool
+    #: the file this was read from; None for an engine read from bytes. Not part of the engine.
+    path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tensorrt_version", "edition", "gpu_name", "model_sha256", "plan_sha256"):
@@ -221,8 +223,10 @@ class EngineInfo:
         object.__setattr__(self, "build_options", json.loads(json.dumps(self.build_options)))
 
     def to_json(self) -> dict[str, Any]:
-        """The fields as JSON values (tuples as lists)."""
+        """The engine's fields as JSON values (tuples as lists); where it was read from is not one
+        of them."""
         result: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        del result["path"]
         return result
 
 
@@ -290,7 +294,7 @@ def _parse_metadata(
     return inputs, outputs, _field(metadata, "build_options", dict, where)
 
 
-def _info(raw: Mapping[str, Any], name: str) -> EngineInfo:
+def _info(raw: Mapping[str, Any], name: str, path: str | None = None) -> EngineInfo:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     build_options: dict[str, Any] = {}
@@ -311,6 +315,7 @@ def _info(raw: Mapping[str, Any], name: str) -> EngineInfo:
             plan_size=raw["plan_size"],
             raw_plan=raw["raw_plan"],
             host_code=raw["host_code"],
+            path=path,
         )
     except (TypeError, ValueError) as error:
         raise EngineFormatError(f"{name} metadata: {error}") from None
@@ -335,7 +340,7 @@ def read(source: Source) -> tuple[EngineInfo, bytes]:
     path = os.fspath(source)
     with open(path, "rb") as file:
         raw, plan = _native.read(file.fileno(), path)
-    return _info(raw, path), plan
+    return _info(raw, path, path), plan
 
 
 def read_info(source: Source, *, check_plan: bool = False) -> EngineInfo:
@@ -350,7 +355,7 @@ def read_info(source: Source, *, check_plan: bool = False) -> EngineInfo:
     path = os.fspath(source)
     with open(path, "rb") as file:
         raw = _native.read_info(file.fileno(), path, check_plan)
-    return _info(raw, path)
+    return _info(raw, path, path)
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ fall outside ``atol + rtol * |reference|``.
 
 ``trtfast.compare(path)`` draws random inputs inside the engine's optimization profile (seeded,
 typed as the engine wants them); ``trtfast compare ENGINE`` is the command.
+
+``trtfast.compare(path, onnx=model)`` (``trtfast compare ENGINE --onnx model.onnx``) compares the
+engine with onnxruntime running the ONNX model instead, as ``polygraphy run --trt --onnxrt``
+does: does the engine, after an fp16 or int8 build, still compute what the model computes?
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import numpy as np
 from .errors import TrtfastError
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .engine_file import TensorSpec
+    from .prepare import ModelSource
 
 #: Integers drawn for integer inputs: [low, high). Small and non-negative, so inputs that index
 #: (token ids, gather indices) stay valid for any table of 16 entries or more.
@@ -37,6 +43,25 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 }
 _EXACT = (0.0, 0.0)  # integers and booleans
 
+#: Default (rtol, atol) of an engine against onnxruntime, by the precision the engine computes
+#: in: the lower of its output's dtype and its build precision. TensorRT picks other kernels
+#: (TF32 included for fp32), so even fp32 engines differ in the last bits; int8 and fp8 are
+#: quantized and differ by a quantization step.
+ONNX_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (1e-3, 1e-4),
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (5e-2, 5e-2),
+    "int8": (1e-1, 1e-1),
+    "float8_e4m3fn": (1.25e-1, 1e-1),
+}
+_PRECISION_DTYPES = {
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "int8": "int8",
+    "fp8": "float8_e4m3fn",
+}
+_COARSENESS = ("float32", "float16", "bfloat16", "int8", "float8_e4m3fn")
+
 _FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3fn")
 _PACKED_DTYPES = ("int4", "float4_e2m1fn")
 
@@ -44,6 +69,17 @@ _PACKED_DTYPES = ("int4", "float4_e2m1fn")
 def tolerances(dtype: str) -> tuple[float, float]:
     """The default (rtol, atol) for outputs of ``dtype``: exact for integers and booleans."""
     return TOLERANCES.get(dtype, _EXACT)
+
+
+def onnx_tolerances(dtype: str, precision: str | None = None) -> tuple[float, float]:
+    """The default (rtol, atol) of an engine's output of ``dtype`` against onnxruntime, for an
+    engine built with ``precision`` ("fp32", "fp16", "bf16", "int8", "fp8" or None): exact for
+    integers and booleans, else :data:`ONNX_TOLERANCES` of the coarser of the two."""
+    if dtype not in _COARSENESS:
+        return TOLERANCES.get(dtype, _EXACT)  # float8_e8m0fnu, integers, booleans
+    computed = _PRECISION_DTYPES.get(precision or "fp32", "float32")
+    coarser = max(dtype, computed, key=_COARSENESS.index)
+    return ONNX_TOLERANCES[coarser]
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -81,12 +117,14 @@ def random_inputs(
     specs: Sequence[TensorSpec],
     *,
     batch: int | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
     profile: int = 0,
     seed: int = 0,
     int_range: tuple[int, int] = INT_RANGE,
 ) -> dict[str, np.ndarray[Any, Any]]:
     """Random inputs for one call of an engine whose inputs are ``specs`` (``engine.inputs`` or
-    ``trtfast.inspect(path).inputs``), shaped by :func:`input_shape`.
+    ``trtfast.inspect(path).inputs``), shaped as ``shapes`` says (input name -> shape, as
+    trtexec's and ``trtfast run``'s ``--shapes``), else by :func:`input_shape`.
 
     Floating-point inputs are standard normal, integers uniform in ``int_range`` ([low, high)),
     booleans fair coin flips; the same seed gives the same arrays.
@@ -99,20 +137,49 @@ def random_inputs(
     low, high = int_range
     if not (isinstance(low, int) and isinstance(high, int) and low < high):
         raise ValueError(f"int_range must be two ints (low, high) with low < high, not {int_range}")
+    given = _check_shapes(specs, shapes, batch)
     generator = np.random.default_rng(seed)
     return {
         spec.name: _random_array(
-            spec, input_shape(spec, batch=batch, profile=profile), generator, low, high
+            spec,
+            given.get(spec.name) or input_shape(spec, batch=batch, profile=profile),
+            generator,
+            low,
+            high,
         )
         for spec in specs
     }
 
 
-def check_call_inputs(inputs: object, batch: int | None) -> None:
-    """Checks ``inputs`` and ``batch`` as :func:`call_inputs` takes them, before anything loads."""
+def _check_shapes(
+    specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]] | None, batch: int | None
+) -> dict[str, tuple[int, ...]]:
+    if not shapes:
+        return {}
+    if batch is not None:
+        raise ValueError("pass either shapes or batch, not both")
+    names = [spec.name for spec in specs]
+    result = {}
+    for name, shape in shapes.items():
+        if name not in names:
+            raise ValueError(
+                f"shapes names {name!r}, which is not an input; the inputs are {names}"
+            )
+        dims = tuple(int(dim) for dim in shape)
+        if any(dim < 0 for dim in dims):
+            raise ValueError(f"shapes: input {name!r} needs a full shape, not {list(dims)}")
+        result[name] = dims
+    return result
+
+
+def check_call_inputs(
+    inputs: object, batch: int | None, shapes: Mapping[str, Sequence[int]] | None = None
+) -> None:
+    """Checks ``inputs``, ``batch`` and ``shapes`` as :func:`call_inputs` takes them, before
+    anything loads."""
     if inputs is not None:
-        if batch is not None:
-            raise ValueError("pass either inputs or batch, not both")
+        if batch is not None or shapes:
+            raise ValueError("pass either inputs or batch/shapes (of random inputs), not both")
         if not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must map input names to arrays, not {type(inputs).__name__}")
 
@@ -122,13 +189,15 @@ def call_inputs(
     inputs: Mapping[str, Any] | None,
     *,
     batch: int | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray[Any, Any]]:
     """The inputs of a compared or measured call: the caller's ``inputs`` as contiguous numpy
-    arrays, or else :func:`random_inputs` for ``specs`` with ``batch`` and ``seed``."""
-    check_call_inputs(inputs, batch)
+    arrays, or else :func:`random_inputs` for ``specs`` with ``batch``, ``shapes`` and
+    ``seed``."""
+    check_call_inputs(inputs, batch, shapes)
     if inputs is None:
-        return random_inputs(specs, batch=batch, seed=seed)
+        return random_inputs(specs, batch=batch, shapes=shapes, seed=seed)
     return {name: np.ascontiguousarray(value) for name, value in inputs.items()}
 
 
@@ -318,6 +387,9 @@ class CompareResult:
     #: the seed the inputs were drawn with; None for inputs given by the caller
     seed: int | None
     outputs: tuple[OutputComparison, ...]
+    #: what the engine was compared with: "tensorrt" (TensorRT's Python API running the same
+    #: engine) or "onnxruntime" (onnxruntime running the ONNX model)
+    reference: str = "tensorrt"
 
     @property
     def passed(self) -> bool:
@@ -331,6 +403,7 @@ class CompareResult:
                 for name, (dtype, shape) in self.inputs.items()
             },
             "seed": self.seed,
+            "reference": self.reference,
             "outputs": [output.to_json() for output in self.outputs],
             "passed": self.passed,
         }
@@ -367,54 +440,77 @@ class CompareResult:
             cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             lines.append("  ".join(cells).rstrip())
         failed = [output.name for output in self.outputs if not output.passed]
+        against = (
+            "the engine against onnxruntime running the ONNX model"
+            if self.reference == "onnxruntime"
+            else "trtfast's C++ core against TensorRT's Python API"
+        )
         if failed:
-            lines.append(
-                f"parity: MISMATCH in {', '.join(failed)} (trtfast's C++ core against TensorRT's "
-                "Python API)"
-            )
+            lines.append(f"parity: MISMATCH in {', '.join(failed)} ({against})")
         else:
-            lines.append(
-                f"parity: ok, {len(self.outputs)} output(s) agree (trtfast's C++ core against "
-                "TensorRT's Python API)"
-            )
+            lines.append(f"parity: ok, {len(self.outputs)} output(s) agree ({against})")
         return "\n".join(lines)
 
 
 def compare(
-    engine: str | os.PathLike[str] | bytes,
+    engine: str | os.PathLike[str] | bytes | Engine,
     inputs: Mapping[str, Any] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     *,
+    onnx: ModelSource | None = None,
     batch: int | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
     device: int = 0,
     allow_host_code: bool = False,
 ) -> CompareResult:
     """Runs the engine file ``engine`` through trtfast's C++ core and through TensorRT's Python
-    API (the reference path) on the same inputs and compares every output.
+    API (the reference path) on the same inputs and compares every output. With ``onnx`` (a
+    path, bytes or ``onnx.ModelProto``), compares the engine with onnxruntime running that
+    model instead; ``engine`` may then also be a loaded :class:`trtfast.Engine`.
 
     inputs: a mapping of input name to numpy array; by default random inputs inside the first
-        optimization profile (:func:`random_inputs` with ``batch`` and ``seed``).
+        optimization profile (:func:`random_inputs` with ``batch``, ``shapes`` and ``seed``).
     rtol, atol: the tolerance ``|cpp - reference| <= atol + rtol * |reference|``; by default
-        :func:`tolerances` of each output's dtype.
+        :func:`tolerances` of each output's dtype, or against onnxruntime
+        :func:`onnx_tolerances` of the output's dtype and the engine's build precision.
 
-    Raises TensorRTUnavailableError when either path cannot run here, and the errors of
-    ``trtfast.Engine.load`` and of a call (EngineFormatError, EngineCompatibilityError,
-    InputError) as they are.
+    Raises TensorRTUnavailableError when either path cannot run here, ImportError naming what
+    to install when onnxruntime is missing, and the errors of ``trtfast.Engine.load`` and of a
+    call (EngineFormatError, EngineCompatibilityError, InputError) as they are.
     """
     _check_tolerance("rtol", rtol)
     _check_tolerance("atol", atol)
     _check_int("seed", seed, minimum=0)
-    check_call_inputs(inputs, batch)
-    from . import reference
+    check_call_inputs(inputs, batch, shapes)
     from .engine import Engine
+
+    if onnx is not None:
+        return _compare_with_onnx(
+            engine,
+            onnx,
+            inputs,
+            rtol,
+            atol,
+            batch=batch,
+            shapes=shapes,
+            seed=seed,
+            device=device,
+            allow_host_code=allow_host_code,
+        )
+    if isinstance(engine, Engine):
+        raise TypeError(
+            "TensorRT's Python API loads engine files: pass the engine's path or bytes, or "
+            "onnx= to compare a loaded Engine with onnxruntime"
+        )
+    from . import reference
 
     cpp = Engine.load(engine, device=device, allow_host_code=allow_host_code)
     try:
         python = reference.Engine.load(engine, device=device, allow_host_code=allow_host_code)
         try:
-            feeds = call_inputs(cpp.inputs, inputs, batch=batch, seed=seed)
+            feeds = call_inputs(cpp.inputs, inputs, batch=batch, shapes=shapes, seed=seed)
             ours = cpp(feeds)
             theirs = python(feeds)
         finally:
@@ -437,8 +533,103 @@ def compare(
     )
 
 
+def _compare_with_onnx(
+    engine: str | os.PathLike[str] | bytes | Engine,
+    model: ModelSource,
+    inputs: Mapping[str, Any] | None,
+    rtol: float | None,
+    atol: float | None,
+    *,
+    batch: int | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    seed: int,
+    device: int,
+    allow_host_code: bool,
+) -> CompareResult:
+    from .engine import Engine
+
+    ort = onnxruntime_session(model)  # before the engine: a missing onnxruntime fails first
+    if isinstance(engine, Engine):
+        cpp, label, owned = engine, "engine", False
+    else:
+        cpp = Engine.load(engine, device=device, allow_host_code=allow_host_code)
+        label = os.fspath(engine) if not isinstance(engine, bytes) else "engine data"
+        owned = True
+    try:
+        feeds = call_inputs(cpp.inputs, inputs, batch=batch, shapes=shapes, seed=seed)
+        ours = cpp(feeds)
+    finally:
+        if owned:
+            cpp.close()
+    theirs = onnxruntime_outputs(ort, feeds)
+    missing = [name for name in ours if name not in theirs]
+    if missing:
+        raise TrtfastError(
+            f"the ONNX model has no output {missing[0]!r}; its outputs are {list(theirs)} and "
+            f"the engine's {list(ours)}"
+        )
+    precision = cpp.info.build_options.get("precision") if cpp.info is not None else None
+    outputs = []
+    for name, value in ours.items():
+        actual = np.asarray(value)
+        default_rtol, default_atol = onnx_tolerances(actual.dtype.name, precision)
+        outputs.append(
+            compare_arrays(
+                actual,
+                theirs[name],
+                rtol=default_rtol if rtol is None else rtol,
+                atol=default_atol if atol is None else atol,
+                name=name,
+            )
+        )
+    return CompareResult(
+        engine=label,
+        inputs={name: (value.dtype.name, tuple(value.shape)) for name, value in feeds.items()},
+        seed=seed if inputs is None else None,
+        outputs=tuple(outputs),
+        reference="onnxruntime",
+    )
+
+
+def onnxruntime_session(model: ModelSource) -> Any:
+    """An onnxruntime InferenceSession of ``model`` (a path, bytes or ``onnx.ModelProto``) on
+    the CPU, where it computes in the model's own types."""
+    try:
+        import onnxruntime  # type: ignore[import-untyped]
+    except ImportError as error:
+        raise ImportError(
+            f"comparing with the ONNX model needs onnxruntime ({error}): pip install onnxruntime"
+        ) from error
+    if isinstance(model, (str, os.PathLike)):
+        source: Any = os.fspath(model)
+    elif isinstance(model, (bytes, bytearray)):
+        source = bytes(model)
+    else:
+        source = model.SerializeToString()
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its warnings are about its own graph passes
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_outputs(
+    session: Any, feeds: Mapping[str, np.ndarray[Any, Any]]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Every output of ``session`` for ``feeds``, by name. Raises TrtfastError naming the
+    inputs the model and the feeds disagree on."""
+    names = [entry.name for entry in session.get_inputs()]
+    if sorted(names) != sorted(feeds):
+        raise TrtfastError(
+            f"the ONNX model's inputs are {names}, and the engine's are {list(feeds)}: "
+            "compare the engine with the model it was built from"
+        )
+    outputs = [entry.name for entry in session.get_outputs()]
+    values = session.run(outputs, dict(feeds))
+    return {name: np.asarray(value) for name, value in zip(outputs, values, strict=True)}
+
+
 __all__ = [
     "INT_RANGE",
+    "ONNX_TOLERANCES",
     "TOLERANCES",
     "CompareResult",
     "OutputComparison",
@@ -448,6 +639,9 @@ __all__ = [
     "compare_arrays",
     "cosine_similarity",
     "input_shape",
+    "onnx_tolerances",
+    "onnxruntime_outputs",
+    "onnxruntime_session",
     "random_inputs",
     "tolerances",
 ]

@@ -299,6 +299,7 @@ def parse_shapes_option(values: Sequence[str]) -> list[Profile]:
     tensor's values the same way. Naming an input again starts the next profile."""
     profiles: list[Profile] = [{}]
     for value in values:
+        _refuse_other_tools_forms(value)
         name, separator, text = value.rpartition(":")
         if not separator or not name:
             raise ProfileError(
@@ -339,3 +340,99 @@ def as_options(profiles: Sequence[Profile]) -> list[dict[str, Any]]:
         }
         for profile in profiles
     ]
+
+
+# --- the shape grammars of trtexec and Polygraphy -----------------------------------------------
+
+
+def _refuse_other_tools_forms(value: str) -> None:
+    """ProfileError showing how to write ``--shapes NAME:MIN,OPT,MAX`` when ``value`` is written
+    as trtexec (several inputs joined by commas) or Polygraphy (``x:[1,3,224,224]``) write it."""
+    name = value.partition(":")[0] or "x"
+    if "[" in value or "(" in value:
+        raise ProfileError(
+            f"--shapes {value!r} looks like Polygraphy's [1,3,224,224] form; trtfast writes "
+            f"shapes like trtexec: --shapes {name}:1x3x224x224 (one fixed shape) or --shapes "
+            f"{name}:1x3x224x224,4x3x224x224,8x3x224x224 (min,opt,max)"
+        )
+    # Names may hold colons ("input:0"); a colon after a comma starts another input.
+    if any(":" in entry for entry in value.split(",")[1:]):
+        entries = " ".join(f"--shapes {entry}" for entry in value.split(","))
+        raise ProfileError(
+            f"--shapes {value!r} names several inputs, as trtexec's --shapes does; here --shapes "
+            f"takes one input and its MIN,OPT,MAX: write {entries}, or give the ranges as "
+            "trtexec does with --min-shapes, --opt-shapes and --max-shapes"
+        )
+
+
+def _shape_list(option: str, value: str) -> dict[str, Shape]:
+    """``a:1x3x224x224,b:1x10`` (trtexec's form) as {input: shape}."""
+    _refuse_polygraphy_form(option, value)
+    shapes: dict[str, Shape] = {}
+    for entry in value.split(","):
+        name, separator, text = entry.strip().rpartition(":")
+        if not separator or not name or not text:
+            raise ProfileError(
+                f"{option} {value!r}: write NAME:SHAPE entries joined by commas, shapes written "
+                "like 1x3x224x224: a:1x3x224x224,b:1x10"
+            )
+        try:
+            shapes[name.strip("'\"")] = tuple(int(dim) for dim in text.split("x"))
+        except ValueError:
+            raise ProfileError(
+                f"{option} {value!r}: shapes are integers joined by 'x', like 1x3x224x224"
+            ) from None
+    return shapes
+
+
+def _refuse_polygraphy_form(option: str, value: str) -> None:
+    if "[" in value or "(" in value:
+        name = value.partition(":")[0] or "x"
+        raise ProfileError(
+            f"{option} {value!r} looks like Polygraphy's [1,3,224,224] form; write shapes as "
+            f"trtexec does: {option} {name}:1x3x224x224 (inputs joined by commas)"
+        )
+
+
+def parse_trtexec_shapes(
+    min_shapes: Sequence[str], opt_shapes: Sequence[str], max_shapes: Sequence[str]
+) -> list[dict[str, ShapeRange]]:
+    """One optimization profile from trtexec's ``--minShapes/--optShapes/--maxShapes`` values
+    (``a:1x3x224x224,b:1x10``; each option may be repeated). Every input named needs an opt
+    shape; its min and max default to it, as in trtexec."""
+
+    def merged(option: str, values: Sequence[str]) -> dict[str, Shape]:
+        result: dict[str, Shape] = {}
+        for value in values:
+            result.update(_shape_list(option, value))
+        return result
+
+    lows = merged("--min-shapes", min_shapes)
+    opts = merged("--opt-shapes", opt_shapes)
+    highs = merged("--max-shapes", max_shapes)
+    named = list(dict.fromkeys([*lows, *opts, *highs]))
+    without_opt = [name for name in named if name not in opts]
+    if without_opt:
+        raise ProfileError(
+            f"input {without_opt[0]!r} has no --opt-shapes entry; give every input named in "
+            "--min-shapes or --max-shapes its opt shape too"
+        )
+    profile = {
+        name: (lows.get(name, opts[name]), opts[name], highs.get(name, opts[name]))
+        for name in named
+    }
+    return [profile]
+
+
+def parse_runtime_shapes(values: Sequence[str]) -> dict[str, Shape]:
+    """The shapes of one call from ``--shapes`` values as trtexec writes them at run time:
+    ``x:8x128`` (repeatable) or ``x:8x128,mask:8x128``."""
+    shapes: dict[str, Shape] = {}
+    for value in values:
+        if value.count(":") == 1 and "," in value and "[" not in value:
+            raise ProfileError(
+                f"--shapes {value!r}: a call has one shape per input, not a range; write "
+                f"--shapes {value.split(',')[0]}"
+            )
+        shapes.update(_shape_list("--shapes", value))
+    return shapes

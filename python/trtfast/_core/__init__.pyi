@@ -12,6 +12,10 @@ class DeviceArray:
     """
     CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host. A pooled result returns to its session's pool with its last reference; a DLPack consumer's reference waits for the work queued on the stream it named. Work reading it on another stream must finish before the last reference goes.
     """
+    def __array__(self, dtype: typing.Any = None, *, copy: typing.Any = None) -> typing.Any:
+        """
+        np.asarray(a): a host copy, as a.numpy() makes.
+        """
     def __dlpack__(self, *, stream: typing.Any = None, max_version: typing.Any = None, dl_device: typing.Any = None, copy: typing.Any = None) -> typing.Any:
         ...
     def __dlpack_device__(self) -> tuple[int, int]:
@@ -133,7 +137,7 @@ class Session:
         """
         Call self as a function.
         """
-    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16) -> None:
+    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16, torch_results: bool = True) -> None:
         ...
     def bind(self, inputs: typing.Any, outputs: typing.Any = None) -> dict:
         ...

@@ -64,10 +64,10 @@ def build(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     plugins: Sequence[PathArgument] = (),
-    progress: bool | ProgressCallback = True,
+    progress: bool | ProgressCallback | str = "auto",
     device: int = 0,
     prepare: str = "auto",
-) -> EngineInfo:
+) -> EngineInfo | bytes:
     """``trtfast.build`` through TensorRT's Python API; the same options and the same engine
     file, plus ``edition``:
 
