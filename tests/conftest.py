@@ -30,6 +30,10 @@ def tensorrt_unavailable_reason() -> str | None:
     return gpu_unavailable_reason()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--wheel", help="a built trtfast wheel, for tests/test_wheel.py to check")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reasons = {"gpu": gpu_unavailable_reason(), "tensorrt": tensorrt_unavailable_reason()}
     for item in items:

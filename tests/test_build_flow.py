@@ -25,7 +25,7 @@ import trtfast
 from trtfast.errors import BuildError, BuildOptionError
 
 engine_file = pytest.importorskip("trtfast.engine_file")
-build_module = sys.modules["trtfast.build"]
+build_module = importlib.import_module("trtfast.build")
 
 SHAPES = {"images": ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))}
 _DTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.INT64: "int64"}

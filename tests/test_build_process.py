@@ -215,18 +215,26 @@ _RTX_BUILD = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    reference.unavailable_reason("rtx") is not None,
-    reason=f"TensorRT-RTX is not installed: {reference.unavailable_reason('rtx')}",
+# An idle process in the same state as _RTX_BUILD's (trtfast and TensorRT-RTX imported), for
+# how long Python itself takes to stop on SIGINT on this machine right now.
+_IDLE = textwrap.dedent(
+    """
+    import time
+    from trtfast import reference
+
+    reference.unavailable_reason("rtx")
+    print("building", flush=True)
+    time.sleep(120)
+    """
 )
-def test_ctrl_c_stops_a_long_build_within_a_second(tmp_path: Path) -> None:
-    model = tmp_path / "deep.onnx"
-    onnx.save_model(build_models.deep_mlp(1500), str(model))
-    out_folder = tmp_path / "out"
-    out_folder.mkdir()
-    output = out_folder / "deep.engine"
+
+
+def _interrupt(script: str, *args: str) -> tuple[subprocess.Popen[str], float, str, list[int]]:
+    """Start `script`, wait for its "building" line and a second more, send SIGINT to its process
+    group as Ctrl-C at a terminal would, and wait for it to end: (process, seconds from the
+    signal to its end, its stderr, the pids of its children when signalled)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _RTX_BUILD, str(model), str(output)],
+        [sys.executable, "-c", script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -239,21 +247,42 @@ def test_ctrl_c_stops_a_long_build_within_a_second(tmp_path: Path) -> None:
         assert line == "building\n", child.communicate()[1]
         # Into the long phase without progress steps.
         time.sleep(1.0)
-        assert child.poll() is None, "the build ended before it could be interrupted"
-        (build_process,) = _children(child.pid)
+        assert child.poll() is None, "the process ended before it could be interrupted"
+        children = _children(child.pid)
         os.killpg(child.pid, signal.SIGINT)
         signalled = time.monotonic()
-        _, stderr = child.communicate(timeout=30)
+        _, stderr = child.communicate(timeout=120)
         reaction = time.monotonic() - signalled
-        _wait_gone(build_process)
+        for pid in children:
+            _wait_gone(pid)
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+    return child, reaction, stderr, children
+
+
+@pytest.mark.skipif(
+    reference.unavailable_reason("rtx") is not None,
+    reason=f"TensorRT-RTX is not installed: {reference.unavailable_reason('rtx')}",
+)
+def test_ctrl_c_stops_a_long_build_about_as_fast_as_an_idle_process(tmp_path: Path) -> None:
+    model = tmp_path / "deep.onnx"
+    onnx.save_model(build_models.deep_mlp(1500), str(model))
+    out_folder = tmp_path / "out"
+    out_folder.mkdir()
+    output = out_folder / "deep.engine"
+    _, idle, _, _ = _interrupt(_IDLE)
+    child, reaction, stderr, children = _interrupt(_RTX_BUILD, str(model), str(output))
+    (build_process,) = children
     # Python ends a process on an unhandled KeyboardInterrupt by SIGINT, after its traceback.
     assert child.returncode == -signal.SIGINT, stderr
     assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
-    assert reaction < 1.0, f"the build took {reaction:.2f} s to stop after SIGINT"
+    # Ending the build process adds well under a second to what an idle process takes (the
+    # build itself would go on for many seconds); both are measured here, under the same load.
+    assert reaction < 1.0 + 2 * idle, (
+        f"the build took {reaction:.2f} s to stop after SIGINT, an idle process {idle:.2f} s"
+    )
     assert not _alive(build_process), "the interrupted build process is still running"
     assert list(out_folder.iterdir()) == []
 

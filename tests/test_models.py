@@ -15,7 +15,7 @@ import pytest
 import trtfast
 from trtfast import models
 from trtfast.cli import main
-from trtfast.demo import choose_builder
+from trtfast.demo import STOPPED_EARLY, choose_builder
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -77,24 +77,28 @@ def test_inputs_follow_the_profile() -> None:
         models.path("resnet")
 
 
-@pytest.mark.skipif(
-    choose_builder() is not None, reason="checks a machine where TensorRT can't run"
-)
+CHOICE = choose_builder()
+
+
+@pytest.mark.skipif(CHOICE is not None, reason="checks a machine where no TensorRT can build")
 def test_demo_without_tensorrt_prints_the_doctors_report(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["demo"]) == 1
+    assert main(["demo"]) == STOPPED_EARLY
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "needs the full TensorRT library and a GPU" in captured.err
+    assert "needs the full TensorRT library and a GPU, or TensorRT-RTX" in captured.err
     assert "not ready: " in captured.err  # the doctor's verdict
     assert "tensorrt library" in captured.err
 
 
 @pytest.mark.skipif(
-    choose_builder() is not None, reason="checks a machine where TensorRT can't run"
+    CHOICE is None or CHOICE.runs_here,
+    reason="checks a machine where TensorRT-RTX builds and trtfast cannot run what it builds",
 )
-def test_demo_exits_without_a_traceback(tmp_path: Path) -> None:
+def test_demo_without_a_gpu_builds_with_tensorrt_rtx_and_shows_the_engine(
+    tmp_path: Path,
+) -> None:
     environment = {**os.environ, "TRTFAST_CACHE_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "trtfast", "demo", "--model", "mlp"],
@@ -103,9 +107,22 @@ def test_demo_exits_without_a_traceback(tmp_path: Path) -> None:
         env=environment,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == STOPPED_EARLY, result.stderr
     assert "Traceback" not in result.stderr
-    assert "not ready: " in result.stderr
+    engine = tmp_path / "engines" / "mlp-fp32.engine"
+    info = trtfast.inspect(engine)
+    assert info.edition == "rtx"
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("built by  TensorRT-RTX Python API (no GPU needed), TensorRT-RTX ")
+    # The engine as `trtfast inspect` shows it, then one line on what running it needs.
+    inspected = subprocess.run(
+        [sys.executable, "-m", "trtfast", "inspect", str(engine)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inspected.stdout.strip() in result.stdout
+    assert lines[-1].startswith("not run: running this engine needs a GPU and TensorRT-RTX's")
 
 
 @pytest.mark.tensorrt

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-from . import _core, models, reference
+from . import _core
 from ._library import tensorrt_library
-from .batcher import Batcher
-from .build import build
 from .engine import DeviceArray, Engine, Session
 from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
 from .errors import (
@@ -27,8 +28,55 @@ from .errors import (
     TrtfastError,
     TrtfastWarning,
 )
-from .parity import CompareResult, compare
-from .prepare import PrepareReport, prepare, prepare_with_report
+
+if TYPE_CHECKING:
+    from . import models, reference
+    from .batcher import Batcher
+    from .build import build
+    from .parity import CompareResult, compare
+    from .prepare import PrepareReport, prepare, prepare_with_report
+
+# Building, preparing and the reference path need onnx (and more), which take most of a second
+# to import, and batching needs asyncio; a program that only runs engines never loads them.
+# name -> (module, attribute or None for the module itself), imported on first use.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "models": (".models", None),
+    "reference": (".reference", None),
+    "Batcher": (".batcher", "Batcher"),
+    "build": (".build", "build"),
+    "CompareResult": (".parity", "CompareResult"),
+    "compare": (".parity", "compare"),
+    "PrepareReport": (".prepare", "PrepareReport"),
+    "prepare": (".prepare", "prepare"),
+    "prepare_with_report": (".prepare", "prepare_with_report"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'trtfast' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Python binds a submodule to its package once imported: trtfast.build and
+        # trtfast.prepare name the functions, never their modules.
+        if isinstance(value, types.ModuleType) and name in _LAZY and _LAZY[name][1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __version__: str = _core.build_info()["version"]
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from . import _build_process, _core
+from ._choices import HARDWARE_COMPATIBILITY
 from ._files import atomic_write
 from ._library import package_folder, tensorrt_library
 from .errors import (
@@ -60,7 +61,6 @@ PathArgument = str | os.PathLike[str]
 # cancels the build.
 ProgressCallback = Callable[[str, str, int, int], Any]
 
-HARDWARE_COMPATIBILITY = ("ampere_plus", "same_compute_capability")
 OPTIMIZATION_LEVELS = range(6)
 # Bumped whenever preparation or option handling changes what an engine built from the same
 # request holds, so that the engine cache never returns an engine built the old way.

@@ -11,9 +11,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import __version__
-from .build import HARDWARE_COMPATIBILITY
+from ._choices import HARDWARE_COMPATIBILITY, PRECISIONS, PREPARE_MODES
 from .engine_file import EDITIONS
-from .prepare import PRECISIONS, PREPARE_MODES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -351,9 +350,11 @@ def _add_demo_parser(commands: Any) -> None:
         description="Build a model that comes with trtfast (made on first use, nothing is "
         "downloaded) through trtfast's C++ core, or TensorRT's Python API where only that "
         "works; check that trtfast's C++ core and TensorRT's Python API give the same outputs "
-        "(trtfast compare) and measure both (trtfast bench). Where TensorRT cannot run, prints "
-        "why and exits 1.",
-        epilog="Exit status: 0 built, parity holds and measured; 1 otherwise.",
+        "(trtfast compare) and measure both (trtfast bench). Without a GPU it builds with "
+        "TensorRT-RTX, shows the engine (trtfast inspect) and says what running it needs.",
+        epilog="Exit status: 0 built, parity holds and measured; 1 an error, or the outputs "
+        "differ; 3 stopped early: this machine cannot run (or build) engines, and the output "
+        "says what is missing.",
     )
     demo.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="(default: cnn)")
     demo.add_argument("--precision", choices=PRECISIONS[:3], default="fp32", help="(default: fp32)")

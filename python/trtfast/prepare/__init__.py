@@ -34,8 +34,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from .._choices import PRECISIONS, PREPARE_MODES, Precision, PrepareMode
 from ..errors import BuildError, BuildOptionError
 from . import _loading
 from ._loading import (
@@ -64,8 +65,6 @@ from ._opsets import (
     parser_opsets,
 )
 from ._precision import (
-    PRECISIONS,
-    Precision,
     convert_float_types,
     is_quantized,
     normalize_precision,
@@ -206,10 +205,6 @@ def parser_input(
         convert_float_types(proto, precision)
     with _serialized(proto, folder) as serialized:
         yield serialized
-
-
-PrepareMode = Literal["auto", "always", "never"]
-PREPARE_MODES: tuple[PrepareMode, ...] = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -16,13 +15,10 @@ with contextlib.suppress(ImportError):  # the [build] extra is optional: see req
     import onnx
     from onnx import TensorProto, helper, inliner, numpy_helper
 
+from .._choices import PRECISIONS, Precision
 from ._loading import _attach_weights, _detach_weights, _graphs
 
 logger = logging.getLogger("trtfast.prepare")
-
-
-Precision = Literal["fp32", "fp16", "bf16", "int8", "fp8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
 
 
 def normalize_precision(precision: str | None) -> Precision:
