@@ -13,6 +13,7 @@
 
 #include "bindings.hpp"
 #include "tensors.hpp"
+#include "trtfast/completion.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 #include "trtfast/executor.hpp"
@@ -209,48 +210,12 @@ class PySession {
   // is changed.
   py::object run(PyObject* args, PyObject* kwargs) {
     Session& session = this->session();
-    const Py_ssize_t positional = PyTuple_GET_SIZE(args);
-    if (positional > 1) {
-      throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
-                           std::to_string(positional));
-    }
-    py::object out = py::none();
-    py::object named = py::none();
-    if (kwargs != nullptr && PyDict_GET_SIZE(kwargs) > 0) {
-      named = py::reinterpret_borrow<py::object>(kwargs);
-      const py::str& out_key = out_name();
-      if (PyObject* given = PyDict_GetItemWithError(kwargs, out_key.ptr())) {
-        out = py::reinterpret_borrow<py::object>(given);
-        named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
-        if (!named || PyDict_DelItem(named.ptr(), out_key.ptr()) < 0) {
-          throw py::error_already_set();
-        }
-      } else if (PyErr_Occurred()) {
-        throw py::error_already_set();
-      }
-    }
-    const py::object mapping = positional == 1
-                                   ? py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(args, 0))
-                                   : py::object(py::none());
-    const bool has_inputs =
-        !mapping.is_none() || (!named.is_none() && PyDict_GET_SIZE(named.ptr()) > 0);
-    if (!has_inputs && bound_) {
-      if (!out.is_none()) {
-        throw InputError(
-            "run() without inputs replays the bound call; its outputs were given "
-            "to bind()");
-      }
+    const CallArgs call = parse_call(args, kwargs);
+    if (replays_bound(call)) {
       return run_bound(session);
     }
     CallScope scope(busy_, keep_);
-    settle(session);
-    releases_->poll();  // blocks whose consumers are done go back to the pool first
-    const bool torch_inputs =
-        reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
-    session.prepare(inputs_.data());
-    const bool device_mode = any_device(inputs_);
-    read_outputs(session, out, device_mode, inputs_, outputs_, keep_);
-    take_aliased_inputs(session, mapping, named, outputs_);
+    read_call(session, call);
     try {
       wait_for_producers(session, keep_);
       without_gil([&] { session.execute(inputs_.data(), outputs_.data(), pooled_.data()); });
@@ -260,20 +225,75 @@ class PySession {
       }
       throw;
     }
-    emit_warnings();
-    py::dict result;
-    for (std::size_t j = 0; j < outputs_.size(); ++j) {
-      py::object value = result_object(session, j);
-      if (torch_inputs && made_here(session, j, outputs_[j])) {
-        value = to_torch(value);
-      }
-      if (PyDict_SetItem(result.ptr(), reader_->output_name(static_cast<int>(j)).ptr(),
-                         value.ptr()) < 0) {
-        throw py::error_already_set();
-      }
-      results_[j] = py::none();
+    return collect(session);
+  }
+
+  // An awaitable call's first half, on the event loop's thread: reads the call as run() does
+  // and hands its execution to the session's call thread, which waits for the GPU and then
+  // pushes `token` to `queue`. The session stays busy, holding the call's tensors, until
+  // finish_async() (which the loop calls once it has the token back).
+  void submit_async(PyObject* args, PyObject* kwargs, std::shared_ptr<CompletionQueue> queue,
+                    std::uint64_t token) {
+    Session& session = this->session();
+    const CallArgs call = parse_call(args, kwargs);
+    if (busy_.exchange(true)) {
+      throw Error(kCallRefusal);
     }
-    return result;
+    try {
+      async_bound_ = replays_bound(call);
+      if (async_bound_) {
+        settle(session);
+        session.prepare(bound_inputs_.data());
+      } else {
+        read_call(session, call);
+        wait_for_producers(session, keep_);
+      }
+      if (!call_thread_) {
+        call_thread_ = std::make_unique<CallThread>();
+      }
+      const TensorArg* inputs = async_bound_ ? bound_inputs_.data() : inputs_.data();
+      const OutputArg* outputs = async_bound_ ? bound_outputs_.data() : outputs_.data();
+      async_error_ = nullptr;
+      call_thread_->post(
+          [this, &session, inputs, outputs] {
+            try {
+              session.execute(inputs, outputs, pooled_.data());
+            } catch (...) {
+              async_error_ = std::current_exception();
+            }
+          },
+          std::move(queue), token);
+    } catch (...) {
+      keep_.clear();
+      busy_.store(false);
+      throw;
+    }
+    async_pending_ = true;
+  }
+
+  py::object finish_async() {
+    if (!async_pending_) {
+      throw Error("_finish_async() answers a call started by _submit_async(), and none is");
+    }
+    async_pending_ = false;
+    // The call's tensors are let go of (its work is over) and the session is free again.
+    struct End {
+      PySession& self;
+      ~End() {
+        self.keep_.clear();
+        self.busy_.store(false);
+      }
+    } end{*this};
+    if (async_error_) {
+      std::exception_ptr error = std::exchange(async_error_, nullptr);
+      std::rethrow_exception(error);
+    }
+    Session& session = this->session();
+    if (async_bound_) {
+      emit_warnings();
+      return bound_result_;
+    }
+    return collect(session);
   }
 
   py::dict bind(const py::object& inputs, const py::object& outputs) {
@@ -360,6 +380,7 @@ class PySession {
   }
 
   ~PySession() {
+    call_thread_.reset();  // an awaitable call's work ends first: it uses the session
     // The session waits for work in flight before the tensors that work uses are let go.
     session_.reset();
   }
@@ -389,6 +410,86 @@ class PySession {
     return torch_results_ && !given_[j] &&
            !(target.target == OutputTarget::Pooled &&
              session.signature().aliased_input(static_cast<int>(j)) >= 0);
+  }
+
+  struct CallArgs {
+    py::object mapping;
+    py::object named;
+    py::object out;
+    bool has_inputs = false;
+  };
+
+  // run(inputs=None, /, *, out=None, **named): `args` a tuple, `kwargs` a dict or null; neither
+  // is changed.
+  static CallArgs parse_call(PyObject* args, PyObject* kwargs) {
+    const Py_ssize_t positional = PyTuple_GET_SIZE(args);
+    if (positional > 1) {
+      throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
+                           std::to_string(positional));
+    }
+    CallArgs call{py::none(), py::none(), py::none()};
+    if (kwargs != nullptr && PyDict_GET_SIZE(kwargs) > 0) {
+      call.named = py::reinterpret_borrow<py::object>(kwargs);
+      const py::str& out_key = out_name();
+      if (PyObject* given = PyDict_GetItemWithError(kwargs, out_key.ptr())) {
+        call.out = py::reinterpret_borrow<py::object>(given);
+        call.named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
+        if (!call.named || PyDict_DelItem(call.named.ptr(), out_key.ptr()) < 0) {
+          throw py::error_already_set();
+        }
+      } else if (PyErr_Occurred()) {
+        throw py::error_already_set();
+      }
+    }
+    if (positional == 1) {
+      call.mapping = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(args, 0));
+    }
+    call.has_inputs =
+        !call.mapping.is_none() || (!call.named.is_none() && PyDict_GET_SIZE(call.named.ptr()) > 0);
+    return call;
+  }
+
+  // The part of a call that reads Python objects (the caller holds busy_).
+  void read_call(Session& session, const CallArgs& call) {
+    settle(session);
+    releases_->poll();  // blocks whose consumers are done go back to the pool first
+    torch_inputs_ = reader_->read_inputs(call.mapping, call.named, inputs_, present_, keep_,
+                                         session.device_stream());
+    session.prepare(inputs_.data());
+    const bool device_mode = any_device(inputs_);
+    read_outputs(session, call.out, device_mode, inputs_, outputs_, keep_);
+    take_aliased_inputs(session, call.mapping, call.named, outputs_);
+  }
+
+  // After execute: warnings, then the outputs as a dict.
+  py::dict collect(Session& session) {
+    emit_warnings();
+    py::dict result;
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      py::object value = result_object(session, j);
+      if (torch_inputs_ && made_here(session, j, outputs_[j])) {
+        value = to_torch(value);
+      }
+      if (PyDict_SetItem(result.ptr(), reader_->output_name(static_cast<int>(j)).ptr(),
+                         value.ptr()) < 0) {
+        throw py::error_already_set();
+      }
+      results_[j] = py::none();
+    }
+    return result;
+  }
+
+  // True for a replay of the bound call; refuses outputs given to one.
+  bool replays_bound(const CallArgs& call) const {
+    if (call.has_inputs || !bound_) {
+      return false;
+    }
+    if (!call.out.is_none()) {
+      throw InputError(
+          "run() without inputs replays the bound call; its outputs were given "
+          "to bind()");
+    }
+    return true;
   }
 
   static bool any_device(const std::vector<TensorArg>& inputs) {
@@ -585,6 +686,7 @@ class PySession {
   }
 
   bool torch_results_;
+  bool torch_inputs_ = false;  // this call's inputs were torch tensors
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
@@ -605,6 +707,11 @@ class PySession {
   std::vector<OutputArg> bound_outputs_;
   py::dict bound_result_;
   Keep bound_keep_;
+  // Awaitable calls: the thread that runs them, the running call's error, whether it is bound.
+  std::unique_ptr<CallThread> call_thread_;
+  std::exception_ptr async_error_;
+  bool async_bound_ = false;
+  bool async_pending_ = false;
 };
 
 // CPython's call slot for `session(...)`, the most frequent entry: it reaches run() without a
@@ -693,6 +800,16 @@ void bind_session(py::module_& module) {
           },
           "run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): "
           "replays the bound call. session(...) is the same call.")
+      .def(
+          "_submit_async",
+          [](PySession& session, std::shared_ptr<CompletionQueue> queue, std::uint64_t token,
+             const py::args& args, const py::kwargs& kwargs) {
+            session.submit_async(args.ptr(), kwargs.ptr(), std::move(queue), token);
+          },
+          py::arg("queue"), py::arg("token"),
+          "Starts an awaitable call (trtfast.Session.run_async): `token` reaches `queue` when "
+          "its work is done; then _finish_async() returns its outputs or raises its error.")
+      .def("_finish_async", &PySession::finish_async)
       .def("bind", &PySession::bind, py::arg("inputs"), py::arg("outputs") = py::none())
       .def("unbind", &PySession::unbind)
       .def("close", &PySession::close)

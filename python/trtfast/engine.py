@@ -14,6 +14,7 @@ torch and cupy work unless told otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import threading
@@ -23,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _core
+from . import _awaitable, _core
 from ._library import tensorrt_library
 from .errors import EngineCompatibilityError, EngineCompatibilityWarning
 
@@ -121,6 +122,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         self._closing = False  # set under _pool_lock: no pool starts once close began
         self._local = threading.local()
         self._worker_sessions: list[Session] = []
+        self._async_running: asyncio.Future[dict[str, Any]] | None = None
 
     if TYPE_CHECKING:
         # The call itself is CPython's call slot of _core.Session (no Python frame in between).
@@ -143,7 +145,26 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
                 )
             return self._pool.submit(self._run_on_worker, inputs, out, named)
 
-    def _run_on_worker(self, inputs: Any, out: Any, named: dict[str, Any]) -> dict[str, Any]:
+    async def run_async(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> dict[str, Any]:
+        """The same call, awaited without blocking the event loop: its inputs are read here,
+        its GPU work is queued and waited for on a C++ thread of the session's own, and the loop
+        is woken through a file descriptor it watches. Errors raise in the awaiting task.
+        Concurrent awaits on one session run one after another (an Engine runs them at once).
+        Cancelling the task leaves the queued GPU work to finish: the session holds the call's
+        buffers until then, and stays usable."""
+        calls = _awaitable.completions()
+        # The running call ends only when its work does, whether or not its task was cancelled.
+        while (running := self._async_running) is not None and not running.done():
+            await asyncio.wait([running])
+        done = calls.submit(self, inputs, out, named, None)
+        self._async_running = done
+        return await _awaitable.wait_for(done)
+
+    def _run_on_worker(
+        self, inputs: Mapping[str, Any] | None, out: Any, named: dict[str, Any]
+    ) -> dict[str, Any]:
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
             session = Session(self.engine, workers=1, **self._options)
@@ -353,6 +374,25 @@ class Engine:
                 return result
             finally:
                 self._idle.append(session)
+
+    async def run_async(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> dict[str, Any]:
+        """One awaitable call (see :meth:`Session.run_async`) on an idle pooled session: any
+        number of tasks may await at once, each on its own execution context. A session goes
+        back to the pool when its work ends, even if the awaiting task was cancelled."""
+        try:
+            session = self._idle.pop()
+        except IndexError:
+            session = self.session()
+        try:
+            done = _awaitable.completions().submit(
+                session, inputs, out, named, lambda: self._idle.append(session)
+            )
+        except BaseException:
+            self._idle.append(session)
+            raise
+        return await _awaitable.wait_for(done)
 
     def close(self) -> None:
         """Frees the pooled sessions (sessions made with :meth:`session` are the caller's)."""
