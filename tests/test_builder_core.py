@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import build_models
 import numpy as np
 import onnx
 import pytest
@@ -223,9 +224,11 @@ def test_lean_library_cannot_build(lean_library: _core.TensorRTLibrary) -> None:
         ({"plugins": [3]}, TypeError, "must be a path, not int"),
         ({"profiles": {"x": [[1], [1], [1]]}}, TypeError, "'profiles' must be a list or tuple"),
         ({"profiles": [[1, 2]]}, TypeError, "optimization profile 0 must be a dict"),
-        ({"profiles": [{"x": [[1, 16], [2, 16]]}]}, ValueError, "needs \\[min_shape, opt_shape"),
+        ({"profiles": [{"x": [[1, 16], [2, 16]]}]}, ValueError, "needs \\[min shape, opt shape"),
         ({"profiles": [{"x": [[1, 16], [2, 16], [2, "16"]]}]}, TypeError, "max shape"),
         ({"profiles": [{"x": [[1, 16], [2, 16], [True, 16]]}]}, TypeError, "must be an int"),
+        ({"profiles": [{"k": {"value": [[1], [1], [1]]}}]}, ValueError, "must be {'values'"),
+        ({"profiles": [{"k": {"values": [[1], [2]]}}]}, ValueError, "needs \\[min values"),
     ],
 )
 def test_bad_options_are_named(
@@ -562,3 +565,21 @@ def test_a_workspace_tensorrt_refuses_is_a_build_option_error(
 ) -> None:
     with pytest.raises(BuildOptionError, match="workspace"):
         build(full_library, mlp(), workspace=1 << 62)
+
+
+def reshape_by_input() -> bytes:
+    return build_models.reshape_by_input().SerializeToString()
+
+
+@pytest.mark.tensorrt
+def test_shape_tensor_inputs_get_value_ranges_in_every_profile(
+    full_library: _core.TensorRTLibrary,
+) -> None:
+    x = [[1, 16], [4, 16], [8, 16]]
+    values = {"values": [[1, -1], [4, -1], [8, -1]]}
+    result = build(full_library, reshape_by_input(), profiles=[{"x": x, "target": values}])
+    assert deserialized_io_count(full_library, result["plan"]) == 3
+    with pytest.raises(BuildError, match="'target': shapes are given, but it is a shape tensor"):
+        build(full_library, reshape_by_input(), profiles=[{"x": x, "target": x}])
+    with pytest.raises(BuildError, match="gives no values for the shape-tensor input 'target'"):
+        build(full_library, reshape_by_input(), profiles=[{"x": x}])

@@ -7,7 +7,7 @@ import pytest
 
 from trtfast.errors import ProfileError
 from trtfast.prepare import model_inputs
-from trtfast.profiles import ModelInput, as_options, parse_shapes_option, resolve
+from trtfast.profiles import ModelInput, ValueRange, as_options, parse_shapes_option, resolve
 
 CNN = model_inputs(build_models.cnn())  # images: batch x 3 x 16 x 16
 TWO = model_inputs(build_models.two_inputs())  # tokens, mask: batch x seq; bias: 4
@@ -81,6 +81,11 @@ def test_several_profiles():
         ({"images": (1.0, 3, 16, 16)}, r"shapes for input 'images' must be"),
         ({"images": (True, 3, 16, 16)}, r"shapes for input 'images' must be"),
         ({"images": 4}, r"shapes for input 'images' must be"),
+        ({"images": ((1, 3, 16, 16), (4, 3, 16, 16), (2**63, 3, 16, 16))},
+         r"shapes for input 'images': 9223372036854775808 does not fit in an int64"),
+        ({"images": (1, 3, 16, 16, 1, 1, 1, 1, 1)},
+         r"shapes for input 'images': 1x3x16x16x1x1x1x1x1 has 9 dimensions; TensorRT takes at "
+         r"most 8"),
     ],
 )  # fmt: skip
 def test_invalid_shapes_name_the_input_and_the_rule(shapes, message):
@@ -161,3 +166,59 @@ def test_profiles_as_builder_options():
     assert as_options(profiles) == [
         {"tokens": [[1, 1], [2, 16], [4, 128]], "mask": [[1, 1], [2, 16], [4, 128]]}
     ]
+
+
+# A Reshape target (2 values) and TopK's k (1 value) beside a static image input.
+SHAPE_TENSORS = [
+    ModelInput("images", (2, 3, 16, 16)),
+    ModelInput("target", (2,)),
+    ModelInput("k", (1,)),
+]
+
+
+def test_shape_tensor_values_make_a_profile_even_when_every_shape_is_static():
+    shapes = {"target": {"values": ((1, -1), (4, -1), (8, -1))}, "k": {"values": [5]}}
+    assert resolve(shapes, SHAPE_TENSORS) == [
+        {"target": ValueRange((1, -1), (4, -1), (8, -1)), "k": ValueRange((5,), (5,), (5,))}
+    ]
+    assert as_options(resolve(shapes, SHAPE_TENSORS)) == [
+        {
+            "target": {"values": [[1, -1], [4, -1], [8, -1]]},
+            "k": {"values": [[5], [5], [5]]},
+        }
+    ]
+
+
+def test_command_line_shape_tensor_values():
+    profiles = parse_shapes_option(["k:values=1,5,10", "target:values=1x16,4x16,8x16"])
+    assert profiles == [
+        {"k": ValueRange((1,), (5,), (10,)), "target": ValueRange((1, 16), (4, 16), (8, 16))}
+    ]
+    assert resolve(profiles[0], SHAPE_TENSORS)[0]["k"] == ValueRange((1,), (5,), (10,))
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ({"k": {"values": ([1, 2], [5, 5], [9, 9])}}, r"input 'k' holds 1 value \(1\)"),
+        ({"k": {"values": ([5], [1], [9])}}, r"input 'k': value 0 needs min <= opt <= max"),
+        ({"k": {"value": [5]}}, r"a dict gives a shape tensor's values as"),
+        ({"images": {"values": [1]}}, r"input 'images' has the shape 2 x 3 x 16 x 16"),
+        ({"k": {"values": "5"}}, r"values for input 'k' must be \(min, opt, max\) values"),
+    ],
+)
+def test_invalid_shape_tensor_values_name_the_input_and_the_rule(shapes, message):
+    with pytest.raises(ProfileError, match=message):
+        resolve(shapes, SHAPE_TENSORS)
+
+
+def test_a_dimension_written_as_minus_one_is_dynamic():
+    """Exporters often write an unnamed dynamic dimension as -1."""
+    model = build_models.cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    inputs = model_inputs(model)
+    assert inputs[0].dims == (None, 3, 16, 16)
+    with pytest.raises(ProfileError, match=r"has dynamic dimension 0 \(unnamed\) and no shapes"):
+        resolve(None, inputs)
+    shapes = ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))
+    assert resolve({"images": shapes}, inputs) == [{"images": shapes}]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from test_build import H100_SXM
 
 import trtfast
-from trtfast import _core
+from trtfast import _core, reference
 from trtfast.engine import _stream_handle, check_compatibility
 
 
@@ -272,6 +274,40 @@ def test_session_options_are_checked_before_any_cuda_call() -> None:
         engine.session(workers=0)
 
 
+def test_engines_with_non_linear_io_formats_are_refused() -> None:
+    # Sessions size and copy tensors as row-major: an engine whose IO uses TensorRT's kHWC8 (or
+    # any format but kLINEAR) in any profile is refused when its signature is read (Engine.load).
+    testing = pytest.importorskip("trtfast._testing", reason="trtfast._testing was not built")
+    with pytest.raises(
+        trtfast.EngineCompatibilityError,
+        match=r"tensor 'x' uses TensorRT's format kHWC8 in profile 0;.*Rebuild the engine with "
+        r"linear IO",
+    ):
+        testing.affine(io_format="kHWC8")
+
+
+def test_shape_tensor_and_aliased_output_engines_describe_their_io() -> None:
+    testing = pytest.importorskip("trtfast._testing", reason="trtfast._testing was not built")
+    columns = trtfast.Engine(testing.take_columns(features=4))
+    assert [(t.name, t.dtype, t.shape) for t in columns.inputs] == [
+        ("x", "float32", (-1, 4)),
+        ("k", "int64", (1,)),
+    ]
+    assert [(t.name, t.shape) for t in columns.outputs] == [("y", (-1, -1))]
+    signature = columns.core.signature
+    x = np.zeros((3, 4), np.float32)
+    assert signature.check({"x": x, "k": np.array([4], np.int64)}) == 0
+    with pytest.raises(
+        trtfast.InputError,
+        match=r"outside the engine's optimization profile: input 'k' has values \[5\], "
+        r"allowed \[1\] to \[4\]",
+    ):
+        signature.check({"x": x, "k": np.array([5], np.int64)})
+    cache = trtfast.Engine(testing.accumulate(features=4))
+    assert [t.name for t in cache.inputs] == ["cache", "update"]
+    assert [t.name for t in cache.outputs] == ["cache_out"]
+
+
 @pytest.mark.skipif(_core.cuda.device_count() > 0, reason="checks the machine without a GPU")
 def test_session_without_gpu_raises_cuda_error() -> None:
     engine = _testing_engine()
@@ -363,6 +399,33 @@ def test_other_gpu_is_refused_with_both_capabilities() -> None:
     assert "this device is NVIDIA A10 with compute capability 8.6" in message
 
 
+H100_PCIE = {**H100_SXM, "name": "NVIDIA H100 PCIe", "multiprocessors": 114}
+
+
+def test_another_gpu_model_of_the_same_compute_capability_loads_with_a_warning() -> None:
+    info = _info(environment={"gpu": H100_SXM})
+    here = {**HERE, "gpu_name": H100_PCIE["name"], "gpu": H100_PCIE}
+    with pytest.warns(trtfast.EngineCompatibilityWarning) as caught:
+        check_compatibility(info, source="model.engine", **here)  # type: ignore[arg-type]
+    (message,) = [str(warning.message) for warning in caught]
+    assert "engine 'model.engine' was built for another GPU model" in message
+    assert "name 'NVIDIA H100 80GB HBM3' (here 'NVIDIA H100 PCIe')" in message
+    assert "SM count 132 (here 114)" in message
+    # Another card of the same model: nothing to say.
+    same_model = {**H100_SXM, "uuid": "GPU-00000000-0000-0000-0000-000000000002"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_compatibility(info, **{**HERE, "gpu": same_model})  # type: ignore[arg-type]
+        # A hardware-compatible engine promises to run on other models.
+        check_compatibility(
+            _info(
+                environment={"gpu": H100_SXM},
+                build_options={"hardware_compatibility": "same_compute_capability"},
+            ),
+            **here,  # type: ignore[arg-type]
+        )
+
+
 def test_hardware_compatible_engines_run_on_ampere_and_newer() -> None:
     info = _info(compute_capability=(8, 6), build_options={"hardware_compatibility": "ampere_plus"})
     check_compatibility(info, **HERE)  # type: ignore[arg-type]
@@ -398,3 +461,14 @@ def test_engines_with_host_code_need_permission(tmp_path: Path) -> None:
     assert "embeds host code" in str(raised.value) and str(path) in str(raised.value)
     with pytest.raises(trtfast.EngineCompatibilityError, match="embeds host code"):
         trtfast.Engine.load(path.read_bytes())
+
+
+@pytest.mark.parametrize("engine", [trtfast.Engine, reference.Engine], ids=["trtfast", "reference"])
+def test_plugin_libraries_to_load_must_exist_and_be_a_list(
+    engine: type[trtfast.Engine] | type[reference.Engine], tmp_path: Path
+) -> None:
+    # Checked first, before the engine file, the TensorRT library or a GPU is touched.
+    with pytest.raises(FileNotFoundError, match=r"plugin library .*libmissing\.so does not exist"):
+        engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
+    with pytest.raises(TypeError, match="plugins must be a list of library paths"):
+        engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]

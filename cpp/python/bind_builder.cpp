@@ -18,7 +18,8 @@ const char* const kBuildPlanDoc = R"doc(Build a serialized TensorRT plan from ON
 
 library: a full TensorRTLibrary (the lean runtime cannot build).
 options: {"precision": "fp32"|"fp16"|"bf16"|"int8"|"fp8", "strongly_typed": bool,
-    "profiles": [{input_name: [min_shape, opt_shape, max_shape]}, ...], "workspace": int|None,
+    "profiles": [{input_name: [min_shape, opt_shape, max_shape] or
+    {"values": [min, opt, max]} for a shape-tensor input}, ...], "workspace": int|None,
     "timing_cache": bytes|None, "optimization_level": int|None, "version_compatible": bool,
     "exclude_lean_runtime": bool, "hardware_compatibility": None|"ampere_plus"|
     "same_compute_capability", "plugins": [path, ...], "device": int, "model_dir": str|None}.
@@ -101,14 +102,20 @@ std::vector<OptimizationProfile> as_profiles(py::handle value) {
       }
       const std::string input = name.cast<std::string>();
       const std::string what = where + ", input '" + input + "'";
-      py::sequence range = as_sequence(shapes, what);
-      if (range.size() != 3) {
-        throw py::value_error(what + " needs [min_shape, opt_shape, max_shape], not " +
-                              std::to_string(range.size()) + " shapes");
+      // {"values": [min, opt, max]} gives the value range of a shape-tensor input.
+      const bool values = py::isinstance<py::dict>(shapes);
+      if (values && (py::len(shapes) != 1 || !shapes.contains("values"))) {
+        throw py::value_error(what + ": a dict must be {'values': [min, opt, max]}");
       }
-      profile.emplace_back(input, ShapeRange{as_shape(range[0], what + " min shape"),
-                                             as_shape(range[1], what + " opt shape"),
-                                             as_shape(range[2], what + " max shape")});
+      py::sequence range = as_sequence(values ? shapes["values"] : shapes, what);
+      const char* kind = values ? " values" : " shape";
+      if (range.size() != 3) {
+        throw py::value_error(what + " needs [min" + kind + ", opt" + kind + ", max" + kind +
+                              "], not " + std::to_string(range.size()));
+      }
+      profile.emplace_back(input, ShapeRange{as_shape(range[0], what + " min" + kind),
+                                             as_shape(range[1], what + " opt" + kind),
+                                             as_shape(range[2], what + " max" + kind), values});
     }
     profiles.push_back(std::move(profile));
   }

@@ -116,14 +116,17 @@ void bind_tensorrt(py::module_& module) {
       .def_property_readonly("device", &Runtime::device)
       .def(
           "deserialize",
-          [](Runtime& runtime, const py::bytes& plan, bool allow_host_code) {
+          [](Runtime& runtime, const py::bytes& plan, bool allow_host_code,
+             const std::vector<std::string>& plugins) {
             // bytes are immutable, so their storage is safe to read without the GIL.
             const std::string_view view = plan;
             py::gil_scoped_release release;
-            return runtime.deserialize(view.data(), view.size(), allow_host_code);
+            return runtime.deserialize(view.data(), view.size(), allow_host_code, plugins);
           },
           py::arg("plan"), py::arg("allow_host_code") = false,
-          "Deserializes a plan; one that embeds host code is refused unless allow_host_code.");
+          py::arg("plugins") = std::vector<std::string>{},
+          "Deserializes a plan; one that embeds host code is refused unless allow_host_code. "
+          "plugins: canonical paths of the plugin libraries the engine was built with.");
 }
 
 }  // namespace trtfast::python

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -62,42 +63,6 @@ const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
     it = found->emplace(library.path(), find_onnx_parser(library)).first;
   }
   return it->second;
-}
-
-// --- Plugins -------------------------------------------------------------------------------------
-
-// TensorRT's plugin registry is process-wide and refuses a library loaded twice, so each library
-// is loaded once per process.
-void load_plugin_libraries(nvinfer1::IBuilder& builder, const std::vector<std::string>& paths) {
-  static std::mutex mutex;
-  static auto* loaded = new std::set<std::string>();  // leaked: the registry outlives everything
-  std::lock_guard<std::mutex> lock(mutex);
-  for (const std::string& path : paths) {
-    if (loaded->count(path) != 0) {
-      continue;
-    }
-    LoggedErrors errors;
-    if (builder.getPluginRegistry().loadLibrary(path.c_str()) == nullptr) {
-      throw BuildError("TensorRT could not load the plugin library " + path + ": " +
-                       (errors.empty() ? "no reason given" : errors.joined()));
-    }
-    loaded->insert(path);
-  }
-}
-
-std::vector<std::string> resolved_plugin_paths(const std::vector<std::string>& paths) {
-  std::vector<std::string> resolved;
-  for (const std::string& path : paths) {
-    std::error_code error;
-    const std::filesystem::path canonical = std::filesystem::canonical(path, error);
-    if (error || !std::filesystem::is_regular_file(canonical, error)) {
-      throw BuildError("plugin library " + path + " does not exist or is not a file");
-    }
-    if (std::find(resolved.begin(), resolved.end(), canonical.string()) == resolved.end()) {
-      resolved.push_back(canonical.string());
-    }
-  }
-  return resolved;
 }
 
 // --- Progress ------------------------------------------------------------------------------------
@@ -487,11 +452,105 @@ std::string input_list(const std::vector<IOTensorSpec>& inputs) {
   return text.empty() ? "none" : text;
 }
 
+std::string shape_tensor_hint(const std::string& name) {
+  return "; give the range of its values: shapes={'" + name +
+         "': {'values': (min, opt, max)}} or --shapes " + name + ":values=MIN,OPT,MAX";
+}
+
+#if NV_TENSORRT_MAJOR < 11
+// IOptimizationProfile::setShapeValuesV2 is "Added in TensorRT 10.11" (NvInferImpl.h, v10.16): an
+// older 10.x library's virtual table has no such entry, so it takes the int32 setShapeValues.
+constexpr int kShapeValuesV2Since = 101100;
+
+bool set_int32_shape_values(nvinfer1::IOptimizationProfile& profile, const std::string& where,
+                            const std::string& name, nvinfer1::OptProfileSelector select,
+                            const std::vector<std::int64_t>& values) {
+  std::vector<std::int32_t> narrow;
+  for (const std::int64_t value : values) {
+    if (value < std::numeric_limits<std::int32_t>::min() ||
+        value > std::numeric_limits<std::int32_t>::max()) {
+      throw BuildError(where + ": the value " + std::to_string(value) +
+                       " does not fit in int32, and TensorRT libraries before 10.11 take shape-"
+                       "tensor values as int32");
+    }
+    narrow.push_back(static_cast<std::int32_t>(value));
+  }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  return profile.setShapeValues(name.c_str(), select, narrow.data(),
+                                static_cast<int32_t>(narrow.size()));
+#pragma GCC diagnostic pop
+}
+#endif
+
+// A shape-tensor input's values decide shapes, so TensorRT needs their range in every profile
+// (NvInferRuntime.h, IOptimizationProfile::setShapeValuesV2: one value per element, row-major,
+// at least one element).
+void set_shape_values(nvinfer1::IOptimizationProfile& profile, std::size_t index,
+                      const IOTensorSpec& input, const ShapeRange& range, int library_version) {
+  const std::string where =
+      "optimization profile " + std::to_string(index) + ", input '" + input.name + "'";
+  if (is_dynamic(input.shape) || input.shape.size() > 1 ||
+      (input.shape.size() == 1 && input.shape[0] < 1)) {
+    throw BuildError(where + " is a shape tensor of shape " + format_shape(input.shape) +
+                     "; only shape tensors of a fixed shape with at most one dimension and at "
+                     "least one value are supported");
+  }
+  const std::size_t count = input.shape.empty() ? 1 : static_cast<std::size_t>(input.shape[0]);
+  for (const auto* values : {&range.min, &range.opt, &range.max}) {
+    if (values->size() != count) {
+      throw BuildError(where + ": a shape tensor of shape " + format_shape(input.shape) +
+                       " holds " + std::to_string(count) + " values, but the range gives " +
+                       format_shape(*values));
+    }
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!(range.min[i] <= range.opt[i] && range.opt[i] <= range.max[i])) {
+      throw BuildError(where + ": value " + std::to_string(i) +
+                       " must satisfy min <= opt <= max, but the values are min " +
+                       format_shape(range.min) + ", opt " + format_shape(range.opt) + ", max " +
+                       format_shape(range.max));
+    }
+  }
+  const std::pair<nvinfer1::OptProfileSelector, const std::vector<std::int64_t>*> selections[] = {
+      {nvinfer1::OptProfileSelector::kMIN, &range.min},
+      {nvinfer1::OptProfileSelector::kOPT, &range.opt},
+      {nvinfer1::OptProfileSelector::kMAX, &range.max}};
+  LoggedErrors errors;
+  bool accepted = true;
+  for (const auto& [select, values] : selections) {
+#if NV_TENSORRT_MAJOR < 11
+    if (library_version < kShapeValuesV2Since) {
+      accepted = accepted && set_int32_shape_values(profile, where, input.name, select, *values);
+      continue;
+    }
+#else
+    (void)library_version;  // every 11.x library has setShapeValuesV2
+#endif
+    accepted = accepted && profile.setShapeValuesV2(input.name.c_str(), select, values->data(),
+                                                    static_cast<int32_t>(count));
+  }
+  if (!accepted || !errors.empty()) {
+    throw BuildError("TensorRT refused the values of shape-tensor input '" + input.name +
+                     "' in optimization profile " + std::to_string(index) + ": " +
+                     (errors.empty() ? "no reason given" : errors.joined()));
+  }
+}
+
 void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                   const nvinfer1::INetworkDefinition& network,
-                  const std::vector<IOTensorSpec>& inputs, const BuildOptions& options) {
+                  const std::vector<IOTensorSpec>& inputs, const BuildOptions& options,
+                  int library_version) {
+  auto is_shape_tensor = [&](const IOTensorSpec& input) {
+    const auto position = static_cast<int32_t>(&input - inputs.data());
+    return network.getInput(position)->isShapeTensor();
+  };
   if (options.profiles.empty()) {
     for (const IOTensorSpec& input : inputs) {
+      if (is_shape_tensor(input)) {
+        throw BuildError("input '" + input.name + "' is a shape tensor (its values decide shapes)" +
+                         shape_tensor_hint(input.name));
+      }
       if (is_dynamic(input.shape)) {
         throw BuildError("input '" + input.name + "' has the dynamic shape " +
                          format_shape(input.shape) +
@@ -516,10 +575,18 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                          name + "', which is not an input of the network; its inputs are " +
                          input_list(inputs));
       }
-      const auto position = static_cast<int32_t>(input - inputs.begin());
-      if (network.getInput(position)->isShapeTensor()) {
-        throw BuildError("input '" + name +
-                         "' is a shape tensor; profiles for shape-tensor inputs are not supported");
+      if (is_shape_tensor(*input) != range.values) {
+        throw BuildError(
+            "optimization profile " + std::to_string(index) + ", input '" + name + "': " +
+            (range.values ? "values are given, but it is not a shape tensor; give its shapes"
+                          : "shapes are given, but it is a shape tensor (its values decide "
+                            "shapes)" +
+                                shape_tensor_hint(name)));
+      }
+      covered.insert(name);
+      if (range.values) {
+        set_shape_values(*profile, index, *input, range, library_version);
+        continue;
       }
       check_range(index, *input, range);
       LoggedErrors errors;
@@ -529,15 +596,22 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                                                    to_dims(range.opt)) &&
                             profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMAX,
                                                    to_dims(range.max));
-      if (!accepted) {
+      if (!accepted || !errors.empty()) {
         throw BuildError("TensorRT refused the shapes of input '" + name +
                          "' in optimization profile " + std::to_string(index) + ": " +
                          (errors.empty() ? "no reason given" : errors.joined()));
       }
-      covered.insert(name);
     }
     for (const IOTensorSpec& input : inputs) {
-      if (is_dynamic(input.shape) && covered.count(input.name) == 0) {
+      if (covered.count(input.name) != 0) {
+        continue;
+      }
+      if (is_shape_tensor(input)) {
+        throw BuildError("optimization profile " + std::to_string(index) +
+                         " gives no values for the shape-tensor input '" + input.name + "'" +
+                         shape_tensor_hint(input.name));
+      }
+      if (is_dynamic(input.shape)) {
         throw BuildError("optimization profile " + std::to_string(index) +
                          " gives no shapes for the dynamic input '" + input.name + "' " +
                          format_shape(input.shape));
@@ -684,10 +758,12 @@ std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& librar
 
 std::unique_ptr<nvinfer1::INetworkDefinition> create_network(nvinfer1::IBuilder& builder,
                                                              const BuildOptions& options) {
+  LoggedErrors errors;
   std::unique_ptr<nvinfer1::INetworkDefinition> network(
       builder.createNetworkV2(network_flags(options)));
-  if (!network) {
-    throw BuildError("TensorRT could not create a network definition");
+  if (!network || !errors.empty()) {
+    throw BuildError("TensorRT could not create a network definition: " +
+                     (errors.empty() ? "no object returned" : errors.joined()));
   }
   return network;
 }
@@ -762,6 +838,9 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
   require_full_library(library);
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
+  // Registering plugins needs no device (trtexec does it first thing), so a missing plugin library
+  // is named even where no GPU is.
+  require_standard_plugins(library);
   require_device();
   const cuda::DeviceScope device_scope(options.device);
 
@@ -770,15 +849,19 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   // Errors that TensorRT's worker threads log during the build reach its BuildError too.
   LoggedErrors build_errors(LoggedErrors::Scope::AnyThread);
 
-  require_standard_plugins(library);
   // As in trtexec's BuildEnvironment, factories outlive what they made: builder, then config,
   // network and parser, destroyed in reverse order (the parser before the network).
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
-  load_plugin_libraries(*builder, plugin_paths);
-  std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
-  if (!config) {
-    throw BuildError("TensorRT could not create a builder configuration");
-  }
+  load_plugin_libraries(builder->getPluginRegistry(), plugin_paths);
+  std::unique_ptr<nvinfer1::IBuilderConfig> config = [&] {
+    LoggedErrors errors;
+    std::unique_ptr<nvinfer1::IBuilderConfig> created(builder->createBuilderConfig());
+    if (!created || !errors.empty()) {
+      throw BuildError("TensorRT could not create a builder configuration: " +
+                       (errors.empty() ? "no object returned" : errors.joined()));
+    }
+    return created;
+  }();
   std::unique_ptr<nvinfer1::INetworkDefinition> network = create_network(*builder, options);
   std::unique_ptr<nvonnxparser::IParser> parser =
       parse_into(*network, parser_library, onnx, onnx_size, options);
@@ -786,8 +869,11 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
 
   std::vector<std::string> plugins_to_serialize = plugin_paths;
   if (options.version_compatible) {
-    const std::vector<std::string> needed = used_vc_plugin_libraries(*parser);
-    load_plugin_libraries(*builder, needed);
+    // Resolved as the caller's are, so no library is listed (or loaded) twice under two names:
+    // setPluginsToSerialize needs each entry once.
+    const std::vector<std::string> needed =
+        resolved_plugin_paths(used_vc_plugin_libraries(*parser));
+    load_plugin_libraries(builder->getPluginRegistry(), needed);
     if (!options.exclude_lean_runtime) {
       for (const std::string& path : needed) {
         if (std::find(plugins_to_serialize.begin(), plugins_to_serialize.end(), path) ==
@@ -804,7 +890,7 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   result.outputs = network_outputs(*network);
 
   configure(*config, options, plugins_to_serialize);
-  add_profiles(*builder, *config, *network, result.inputs, options);
+  add_profiles(*builder, *config, *network, result.inputs, options, library.version());
   // Made by the config, so destroyed before it.
   std::unique_ptr<nvinfer1::ITimingCache> timing_cache =
       attach_timing_cache(*config, options.timing_cache);

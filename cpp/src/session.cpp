@@ -169,6 +169,10 @@ Session::~Session() {
   // Work in flight (an interrupted call's too) still reads the buffers freed below.
   cudaStreamSynchronize(stream_.get());
   cudaStreamSynchronize(default_ordered_.get());
+  // The execution context goes first: it refers to the output allocators, shape values and
+  // stream below, and nothing promises its destructor leaves them alone.
+  graphs_.clear();
+  executor_.reset();
 }
 
 void Session::size_buffers() {
@@ -187,12 +191,15 @@ void Session::size_buffers() {
                   dtype_name(input.dtype) + "; TensorRT's shape tensors are int32 or int64");
     }
   }
+  sizing_values_.reserve(static_cast<std::size_t>(sig.num_profiles()));
   for (int profile = 0; profile < sig.num_profiles(); ++profile) {
     executor_->select_profile(profile, stream_.get());
     // Shape-tensor inputs take their profile's largest values, so outputs are sized for them
-    // (prepare grows an output that a call needs larger). The executor forgets these addresses
-    // at the first call's profile switch.
-    std::vector<std::vector<std::int64_t>> largest_values(num_inputs_);
+    // (prepare grows an output that a call needs larger). The context keeps their addresses
+    // until the first call sets new ones, and TensorRT may read host values whenever a shape is
+    // set: the values stay alive with the session.
+    std::vector<std::vector<std::int64_t>>& largest_values =
+        sizing_values_.emplace_back(num_inputs_);
     for (std::size_t i = 0; i < num_inputs_; ++i) {
       const TensorInfo& input = sig.inputs()[i];
       const Dims& largest = input.profiles[static_cast<std::size_t>(profile)].max;
@@ -803,10 +810,14 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
         run_plain(inputs, outputs, stream);
         done = true;
       } else {
-        // Enqueue once outside capture (first enqueues may allocate or synchronize), wait for
-        // it as trtexec does, then capture the engine's work for the calls to come.
-        run_plain(inputs, outputs, stream);
-        synchronize(stream);
+        // Enqueue once outside capture (first enqueues may allocate or synchronize), on the
+        // stream the capture runs on, and wait for it, as trtexec does; then capture the
+        // engine's work for the calls to come. Replays may run on any stream.
+        if (stream != stream_.get()) {
+          wait_for(stream, stream_.get());
+        }
+        run_plain(inputs, outputs, stream_.get());
+        synchronize(stream_.get());
         capture();
         done = true;
       }

@@ -1,5 +1,7 @@
 #include "trtfast/signature.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "trtfast/error.hpp"
@@ -56,6 +58,37 @@ std::string dimensions(int count) {
 
 std::string range_text(const ProfileRange& range) {
   return range.min.str() + " to " + range.max.str();
+}
+
+// The values of a shape-tensor input (host memory, int32 or int64) as Dims; rank -1 when they
+// do not fit one.
+Dims shape_values(const TensorArg& arg) {
+  Dims values;
+  const std::int64_t count = std::max<std::int64_t>(arg.shape.volume(), 0);
+  if (count > kMaxRank || (count > 0 && arg.data == nullptr)) {
+    values.rank = -1;
+    return values;
+  }
+  values.rank = static_cast<int>(count);
+  for (std::size_t k = 0; k < static_cast<std::size_t>(count); ++k) {
+    if (arg.dtype == DataType::Int32) {
+      std::int32_t value = 0;
+      std::memcpy(&value, static_cast<const char*>(arg.data) + k * sizeof(value), sizeof(value));
+      values.d[k] = value;
+    } else {
+      std::memcpy(&values.d[k], static_cast<const char*>(arg.data) + k * sizeof(std::int64_t),
+                  sizeof(std::int64_t));
+    }
+  }
+  return values;
+}
+
+// True when a shape tensor's values lie in the profile's range (no range known: any values).
+bool values_within(const TensorInfo& info, const TensorArg& arg, int profile) {
+  if (!info.host_memory || info.value_profiles.empty()) {
+    return true;
+  }
+  return within(shape_values(arg), info.value_profiles[static_cast<std::size_t>(profile)]);
 }
 
 }  // namespace
@@ -159,6 +192,12 @@ Signature::Signature(std::vector<TensorInfo> inputs, std::vector<TensorInfo> out
       throw Error("input '" + input.name + "' has " + std::to_string(input.profiles.size()) +
                   " profile ranges for an engine of " + std::to_string(num_profiles_) +
                   " profiles");
+    }
+    if (!input.value_profiles.empty() &&
+        input.value_profiles.size() != static_cast<std::size_t>(num_profiles_)) {
+      throw Error("shape tensor '" + input.name + "' has " +
+                  std::to_string(input.value_profiles.size()) + " value ranges for an engine of " +
+                  std::to_string(num_profiles_) + " profiles");
     }
     for (const ProfileRange& range : input.profiles) {
       if (range.min.rank != input.shape.rank || range.opt.rank != input.shape.rank ||
@@ -288,7 +327,8 @@ void Signature::check_input(int index, const TensorArg& arg, int device) const {
 
 bool Signature::profile_accepts(int profile, const TensorArg* inputs) const noexcept {
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
-    if (!within(inputs[i].shape, inputs_[i].profiles[static_cast<std::size_t>(profile)])) {
+    if (!within(inputs[i].shape, inputs_[i].profiles[static_cast<std::size_t>(profile)]) ||
+        !values_within(inputs_[i], inputs[i], profile)) {
       return false;
     }
   }
@@ -311,13 +351,18 @@ int Signature::select_profile(const TensorArg* inputs, int preferred) const {
   for (int profile = 0; profile < num_profiles_; ++profile) {
     for (std::size_t i = 0; i < inputs_.size(); ++i) {
       const ProfileRange& range = inputs_[i].profiles[static_cast<std::size_t>(profile)];
-      if (!within(inputs[i].shape, range)) {
+      const bool shape_fits = within(inputs[i].shape, range);
+      if (!shape_fits || !values_within(inputs_[i], inputs[i], profile)) {
         message += profile == 0 ? "" : "; ";
         if (num_profiles_ > 1) {
           message += "profile " + std::to_string(profile) + ": ";
         }
-        message += "input '" + inputs_[i].name + "' has shape " + inputs[i].shape.str() +
-                   ", allowed " + range_text(range);
+        message += "input '" + inputs_[i].name + "' has ";
+        message +=
+            shape_fits
+                ? "values " + shape_values(inputs[i]).str() + ", allowed " +
+                      range_text(inputs_[i].value_profiles[static_cast<std::size_t>(profile)])
+                : "shape " + inputs[i].shape.str() + ", allowed " + range_text(range);
         break;
       }
     }

@@ -2,10 +2,13 @@
 // the same TensorRT version as the library it serves.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
+#include <utility>
 
 #include "dynamic_library.hpp"
 #include "tensorrt_adapter.hpp"
@@ -143,6 +146,40 @@ const StandardPlugins& standard_plugins(const TensorRTLibrary& library) {
     it = registered->emplace(library.path(), register_standard_plugins(library)).first;
   }
   return it->second;
+}
+
+void load_plugin_libraries(nvinfer1::IPluginRegistry& registry,
+                           const std::vector<std::string>& paths) {
+  static std::mutex mutex;
+  // Leaked: registries live until process exit, and so does what was loaded into them.
+  static auto* loaded = new std::set<std::pair<const void*, std::string>>();
+  const std::lock_guard<std::mutex> lock(mutex);
+  for (const std::string& path : paths) {
+    if (loaded->count({&registry, path}) != 0) {
+      continue;
+    }
+    LoggedErrors errors;
+    if (registry.loadLibrary(path.c_str()) == nullptr) {
+      throw TensorRTUnavailableError("TensorRT could not load the plugin library " + path + ": " +
+                                     (errors.empty() ? "no reason given" : errors.joined()));
+    }
+    loaded->insert({&registry, path});
+  }
+}
+
+std::vector<std::string> resolved_plugin_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> resolved;
+  for (const std::string& path : paths) {
+    std::error_code error;
+    const std::filesystem::path canonical = std::filesystem::canonical(path, error);
+    if (error || !std::filesystem::is_regular_file(canonical, error)) {
+      throw BuildError("plugin library " + path + " does not exist or is not a file");
+    }
+    if (std::find(resolved.begin(), resolved.end(), canonical.string()) == resolved.end()) {
+      resolved.push_back(canonical.string());
+    }
+  }
+  return resolved;
 }
 
 }  // namespace trtfast

@@ -99,7 +99,8 @@ std::string nonlinear_format(const nvinfer1::ICudaEngine& engine, const char* na
   for (int profile = 0; profile < num_profiles; ++profile) {
     const nvinfer1::TensorFormat format = engine.getTensorFormat(name, profile);
     if (format != nvinfer1::TensorFormat::kLINEAR) {
-      return std::string(format_name(format)) + " (" + engine.getTensorFormatDesc(name, profile) +
+      const char* description = engine.getTensorFormatDesc(name, profile);
+      return std::string(format_name(format)) + " (" + (description != nullptr ? description : "") +
              ") in profile " + std::to_string(profile);
     }
   }
@@ -110,10 +111,12 @@ std::string nonlinear_format(const nvinfer1::ICudaEngine& engine, const char* na
 // (int64), or setShapeValues (int32, 10.x), whichever the engine holds.
 Dims profile_values(const nvinfer1::ICudaEngine& engine, const char* name, int profile,
                     nvinfer1::OptProfileSelector select, std::int64_t count, int library_version) {
-  if (count > kMaxRank) {
+  if (count < 0 || count > kMaxRank) {
     throw EngineCompatibilityError(std::string("shape tensor '") + name + "' holds " +
-                                   std::to_string(count) + " values; trtfast reads at most " +
-                                   std::to_string(kMaxRank));
+                                   (count < 0 ? "a dynamic number of" : std::to_string(count)) +
+                                   " values; trtfast reads shape tensors of a fixed shape with at "
+                                   "most " +
+                                   std::to_string(kMaxRank) + " values");
   }
   Dims values;
   values.rank = static_cast<int>(count);
@@ -155,7 +158,16 @@ Signature read_signature(const nvinfer1::ICudaEngine& engine, int library_versio
     info.shape = from_tensorrt(engine.getTensorShape(name), name);
     const bool is_input = engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
     info.nonlinear_format = nonlinear_format(engine, name, num_profiles);
-    if (engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST) {
+    const bool on_host = engine.getTensorLocation(name) == nvinfer1::TensorLocation::kHOST;
+    // trtexec and Polygraphy find shape tensors with isShapeInferenceIO; the header only says
+    // they are "typically" on the host. One in device memory would never get its values here.
+    if (is_input && engine.isShapeInferenceIO(name) && !on_host) {
+      throw EngineCompatibilityError(
+          std::string("input '") + name +
+          "' is a shape tensor in device memory; trtfast sessions read shape-tensor inputs from "
+          "host memory (TensorLocation::kHOST), where TensorRT puts them by default");
+    }
+    if (on_host) {
       if (!is_input) {
         throw EngineCompatibilityError(
             std::string("output '") + name +
@@ -267,12 +279,22 @@ class TensorRTExecutor final : public Executor {
     }
   }
 
+  // setInputTensorAddress and setOutputTensorAddress are the calls that promise to return false
+  // on an address that is not 256-byte aligned (NvInferRuntime.h).
   void set_input_address(int input, void* address) override {
-    set_address(input_names_[static_cast<std::size_t>(input)], address);
+    const char* name = input_names_[static_cast<std::size_t>(input)];
+    LoggedErrors errors;
+    if (!context_->setInputTensorAddress(name, address) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused the address of input '") + name + "'", errors);
+    }
   }
 
   void set_output_address(int output, void* address) override {
-    set_address(output_names_[static_cast<std::size_t>(output)], address);
+    const char* name = output_names_[static_cast<std::size_t>(output)];
+    LoggedErrors errors;
+    if (!context_->setOutputTensorAddress(name, address) || !errors.messages().empty()) {
+      throw_logged(std::string("TensorRT refused the address of output '") + name + "'", errors);
+    }
   }
 
   Dims output_shape(int output) override {
@@ -308,13 +330,6 @@ class TensorRTExecutor final : public Executor {
   }
 
  private:
-  void set_address(const char* name, void* address) {
-    LoggedErrors errors;
-    if (!context_->setTensorAddress(name, address) || !errors.messages().empty()) {
-      throw_logged(std::string("TensorRT refused the address of tensor '") + name + "'", errors);
-    }
-  }
-
   std::shared_ptr<DeserializedEngine> engine_;  // a context must not outlive its engine
   nvinfer1::IExecutionContext* context_;
   const Signature& signature_;

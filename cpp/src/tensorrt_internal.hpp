@@ -46,4 +46,13 @@ struct StandardPlugins {
 };
 const StandardPlugins& standard_plugins(const TensorRTLibrary& library);
 
+// Loads each plugin library (canonical paths) into `registry`, once per registry: a registry
+// refuses a library whose plugins it already has (NvInferRuntimeCommon.h, loadLibrary). A
+// library it cannot load is a TensorRTUnavailableError naming the file and TensorRT's reason.
+void load_plugin_libraries(nvinfer1::IPluginRegistry& registry,
+                           const std::vector<std::string>& paths);
+
+// Canonical paths of `paths`, each once; a path that is not a file is a BuildError.
+std::vector<std::string> resolved_plugin_paths(const std::vector<std::string>& paths);
+
 }  // namespace trtfast

@@ -173,21 +173,32 @@ bool mentions_plugins(const std::string& text) {
 }  // namespace
 
 std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void* plan, std::size_t size,
-                                                         bool allow_host_code) {
+                                                         bool allow_host_code,
+                                                         const std::vector<std::string>& plugins) {
   cuda::set_device(device_);
   const std::lock_guard<std::mutex> lock(mutex_);
   impl_->runtime->setEngineHostCodeAllowed(allow_host_code);
   // Engines that use TensorRT's standard plugins find them registered, as trtexec does before
   // it deserializes. Where the library is missing, only such engines fail, saying so below.
-  const StandardPlugins& plugins = standard_plugins(*library_);
+  const StandardPlugins& standard = standard_plugins(*library_);
+  load_plugin_libraries(impl_->runtime->getPluginRegistry(), plugins);
   LoggedErrors errors;
   nvinfer1::ICudaEngine* engine = impl_->runtime->deserializeCudaEngine(plan, size);
+  if (engine != nullptr && !errors.empty()) {
+    delete engine;  // an engine made while TensorRT logged an error is not trusted
+    engine = nullptr;
+  }
   if (engine == nullptr) {
     const std::string logged = errors.joined();
     std::string message = "TensorRT " + library_->version_string() +
                           " refused the plan: " + (logged.empty() ? "no engine returned" : logged);
-    if (plugins.path.empty() && mentions_plugins(logged)) {
-      message += ". The engine uses plugins, and " + plugins.missing_because;
+    if (mentions_plugins(logged)) {
+      message +=
+          ". The engine uses plugins: pass the plugin libraries it was built with to "
+          "Engine.load(..., plugins=[...])";
+      if (standard.path.empty()) {
+        message += "; TensorRT's standard plugins are not registered: " + standard.missing_because;
+      }
     }
     throw EngineFormatError(message);
   }

@@ -43,7 +43,8 @@ std::shared_ptr<Runtime> Runtime::create(std::shared_ptr<const TensorRTLibrary>,
 
 Runtime::~Runtime() = default;
 
-std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void*, std::size_t, bool) {
+std::shared_ptr<DeserializedEngine> Runtime::deserialize(const void*, std::size_t, bool,
+                                                         const std::vector<std::string>&) {
   throw_unavailable();
 }
 

@@ -61,12 +61,6 @@ class Gate {
   std::atomic<bool> timed_out_{false};
 };
 
-// The caller's current device again on the way out.
-struct CurrentDevice {
-  int device = cuda::current_device();
-  ~CurrentDevice() { cudaSetDevice(device); }
-};
-
 // A graph of one enqueue, or the reason capture failed.
 std::unique_ptr<cuda::GraphExec> capture(Executor& executor, const cuda::Stream& stream,
                                          std::string& failure) {
@@ -108,8 +102,7 @@ EngineTimings time_engine(Engine& engine, int profile, const TensorArg* inputs, 
                      std::to_string(iterations) + " and " + std::to_string(warmup));
   }
   const int device = engine.device();
-  const CurrentDevice restore;
-  cuda::set_device(device);
+  const cuda::DeviceScope scope(device);  // the caller's device again on the way out
   const std::unique_ptr<Executor> executor = engine.create_executor();
   const Signature& signature = executor->signature();
   const cuda::Stream stream(device);

@@ -206,7 +206,8 @@ class TestExecutor final : public Executor {
         inputs_(signature_.inputs().size(), nullptr),
         outputs_(signature_.outputs().size(), nullptr),
         allocators_(signature_.outputs().size(), nullptr),
-        state_(sizeof(long long) * signature_.inputs().size(), options_.device) {
+        state_(sizeof(long long) * signature_.inputs().size(), options_.device),
+        state_host_(sizeof(long long) * signature_.inputs().size()) {
     forget_shapes();
     if (options_.kind == TestKind::Positives) {
       count_device_ = cuda::DeviceBuffer(sizeof(long long), options_.device);
@@ -423,12 +424,15 @@ class TestExecutor final : public Executor {
   // The shape-dependent state the kernels read (each input's element count), written when the
   // first enqueue after a change runs, outside any stream: inside a graph capture this copy
   // fails the capture, and a replayed graph reads whatever state the last plain enqueue left.
+  // From pinned memory, cudaMemcpy returns once the copy is done (from pageable memory it may
+  // return before the data reaches the device, and a kernel on another stream could read it
+  // first).
   void upload_state() {
-    std::vector<long long> volumes(shapes_.size());
+    auto* volumes = static_cast<long long*>(state_host_.data());
     for (std::size_t i = 0; i < shapes_.size(); ++i) {
       volumes[i] = static_cast<long long>(shapes_[i].volume());
     }
-    TRTFAST_CUDA_CHECK(cudaMemcpy(state_.data(), volumes.data(), volumes.size() * sizeof(long long),
+    TRTFAST_CUDA_CHECK(cudaMemcpy(state_.data(), volumes, shapes_.size() * sizeof(long long),
                                   cudaMemcpyHostToDevice));
     state_pending_ = false;
   }
@@ -471,6 +475,7 @@ class TestExecutor final : public Executor {
   std::vector<void*> outputs_;
   std::vector<OutputAllocator*> allocators_;
   cuda::DeviceBuffer state_;
+  cuda::PinnedBuffer state_host_;
   bool state_pending_ = true;
   cuda::DeviceBuffer count_device_;
   cuda::PinnedBuffer count_host_;

@@ -7,6 +7,7 @@ from typing import Any
 
 from . import _core, models, reference
 from ._library import tensorrt_library
+from .batcher import Batcher
 from .build import build
 from .engine import DeviceArray, Engine, Session
 from .engine_file import EngineInfo, TensorSpec, export_plan, read_info
@@ -16,8 +17,10 @@ from .errors import (
     CacheWarning,
     CudaError,
     EngineCompatibilityError,
+    EngineCompatibilityWarning,
     EngineFormatError,
     InputError,
+    OverloadedError,
     PerformanceWarning,
     ProfileError,
     TensorRTUnavailableError,
@@ -48,6 +51,7 @@ def export(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None
 
 
 __all__ = [
+    "Batcher",
     "BuildError",
     "BuildOptionError",
     "CacheWarning",
@@ -56,9 +60,11 @@ __all__ = [
     "DeviceArray",
     "Engine",
     "EngineCompatibilityError",
+    "EngineCompatibilityWarning",
     "EngineFormatError",
     "EngineInfo",
     "InputError",
+    "OverloadedError",
     "PerformanceWarning",
     "PrepareReport",
     "ProfileError",

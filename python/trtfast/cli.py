@@ -93,6 +93,7 @@ def _add_build_parser(commands: Any) -> None:
         default=[],
         metavar="NAME:MIN,OPT,MAX",
         help="shape range of a dynamic input, shapes written 1x3x224x224 (one shape: fixed); "
+        "NAME:values=MIN,OPT,MAX gives a shape-tensor input's values (a vector: 1x16); "
         "repeat for more inputs; naming an input again starts the next optimization profile",
     )
     for which in ("min", "opt", "max"):
@@ -334,6 +335,9 @@ def _engine_command(args: argparse.Namespace) -> int:
                 print(engine_file.summary(info, args.file))
         else:
             engine_file.export_plan(args.file, args.output)
+    except ValueError as error:  # an output that names the engine being read
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 2
     except (TrtfastError, OSError) as error:
         print(f"trtfast {args.command}: {error}", file=sys.stderr)
         return 1

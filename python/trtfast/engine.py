@@ -15,14 +15,17 @@ torch and cupy work unless told otherwise.
 from __future__ import annotations
 
 import os
+import platform
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _core
 from ._library import tensorrt_library
-from .errors import EngineCompatibilityError
+from .errors import EngineCompatibilityError, EngineCompatibilityWarning
 
 if TYPE_CHECKING:
     from .engine_file import EngineInfo, TensorSpec
@@ -214,13 +217,22 @@ class Engine:
         *,
         device: int = 0,
         allow_host_code: bool = False,
+        plugins: Sequence[str | os.PathLike[str]] = (),
         max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``.
 
+        ``plugins``: the plugin libraries the engine was built with (``build(plugins=...)``),
+        loaded into TensorRT's registry before the plan. TensorRT's standard plugins are
+        registered without being named here.
+
         The file's header is checked against this machine (TensorRT version and edition, GPU
         compute capability) before TensorRT sees the plan: a mismatch raises
-        EngineCompatibilityError naming what the engine was built for and what is here.
+        EngineCompatibilityError naming what the engine was built for and what is here. An engine
+        built for another GPU model of the same compute capability (another name, number of
+        SMs, memory size or host platform) loads with an EngineCompatibilityWarning, as TensorRT
+        allows it but may run it slower or fail later; hardware-compatible engines are checked
+        only for what their level promises.
 
         Loading an engine is like running a program from its author: plans can embed host code
         (version-compatible engines carry a runtime; plugins are native code). Such engines are
@@ -229,6 +241,7 @@ class Engine:
         """
         from . import engine_file
 
+        plugin_files = _plugin_files(plugins)
         info, plan = engine_file.read(source)
         check_host_code(info, allow_host_code, source)
         library = tensorrt_library()
@@ -239,16 +252,17 @@ class Engine:
                 f"cannot load the engine on CUDA device {device}: this machine has {count} "
                 f"usable device(s)" + (f" ({reason})" if reason else "")
             )
-        gpu = _core.cuda.devices()[device]
+        gpu = describe_gpu(_core.cuda.devices()[device])
         check_compatibility(
             info,
             tensorrt_version=str(library.version),
             library_path=str(library.path),
-            gpu_name=str(gpu["name"]),
+            gpu_name=gpu["name"],
             compute_capability=tuple(gpu["compute_capability"]),
+            gpu=gpu,
             source=source if not isinstance(source, bytes) else None,
         )
-        core = _runtime(library, device).deserialize(plan, allow_host_code)
+        core = _runtime(library, device).deserialize(plan, allow_host_code, plugin_files)
         return cls(core, info=info, max_sessions=max_sessions)
 
     @classmethod
@@ -294,6 +308,7 @@ class Engine:
             device=device,
             allow_host_code=bool(build_options.get("version_compatible", False)),
             max_sessions=max_sessions,
+            plugins=build_options.get("plugins", ()),
         )
 
     @property
@@ -379,10 +394,13 @@ def check_compatibility(
     gpu_name: str,
     compute_capability: tuple[int, ...],
     edition: str = "standard",
+    gpu: Mapping[str, Any] | None = None,
     source: str | os.PathLike[str] | None = None,
 ) -> None:
     """Raises EngineCompatibilityError when the engine described by ``info`` cannot run with this
-    TensorRT library and GPU. Unknown fields (a raw plan's) are left to TensorRT."""
+    TensorRT library and GPU. Unknown fields (a raw plan's) are left to TensorRT. With ``gpu``
+    (this device as ``describe_gpu`` says), an engine built without hardware compatibility for
+    another GPU model of the same compute capability gives an EngineCompatibilityWarning."""
     problems: list[str] = []
     if info.edition and info.edition != edition:
         problems.append(
@@ -418,11 +436,52 @@ def check_compatibility(
                 f"it was built for {wanted} on {info.gpu_name or 'an unnamed GPU'}, and this "
                 f"device is {gpu_name} with compute capability {here_cc[0]}.{here_cc[1]}"
             )
+    where = f"engine {os.fspath(source)!r}" if source is not None else "the engine"
     if problems:
-        where = f"engine {os.fspath(source)!r}" if source is not None else "the engine"
         raise EngineCompatibilityError(
             f"{where} cannot run here: " + "; ".join(problems) + ". Rebuild it on this machine."
         )
+    built_on = info.environment.get("gpu")
+    if gpu is not None and built_on and info.build_options.get("hardware_compatibility") is None:
+        differences = [
+            f"{label} {built_on.get(key)!r} (here {gpu.get(key)!r})"
+            for key, label in _GPU_MODEL
+            if key in built_on and built_on.get(key) != gpu.get(key)
+        ]
+        if differences:
+            warnings.warn(
+                f"{where} was built for another GPU model of the same compute capability: "
+                + ", ".join(differences)
+                + ". TensorRT may run it slower or fail; rebuild it on this GPU, or build it "
+                "with hardware_compatibility",
+                EngineCompatibilityWarning,
+                stacklevel=3,
+            )
+
+
+#: What of a GPU an engine built without hardware compatibility is specific to, beyond the
+#: compute capability.
+_GPU_MODEL = (
+    ("name", "name"),
+    ("multiprocessors", "SM count"),
+    ("total_memory", "memory"),
+    ("platform", "platform"),
+)
+
+
+def describe_gpu(gpu: Mapping[str, Any]) -> dict[str, Any]:
+    """A GPU as ``_core.cuda.devices()`` lists it, as engine files record the GPU they were built
+    on: name, compute capability, UUID, number of SMs, memory in bytes, and the host's platform
+    (aarch64 and x86_64 GPUs of one compute capability take different engines)."""
+    major, minor = gpu["compute_capability"]
+    return {
+        "name": str(gpu["name"]),
+        "compute_capability": [int(major), int(minor)],
+        "uuid": str(gpu["uuid"]),
+        "multiprocessors": int(gpu["multiprocessors"]),
+        "total_memory": int(gpu["total_memory"]),
+        "platform": platform.machine(),
+    }
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -430,6 +489,18 @@ def _version(text: str) -> tuple[int, int, int]:
     while len(parts) < 3:
         parts.append(0)
     return parts[0], parts[1], parts[2]
+
+
+def _plugin_files(plugins: Sequence[str | os.PathLike[str]]) -> list[str]:
+    if isinstance(plugins, (str, bytes, os.PathLike)):
+        raise TypeError(f"plugins must be a list of library paths, not {plugins!r}")
+    files = []
+    for plugin in plugins:
+        path = Path(plugin).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"plugin library {os.fspath(plugin)} does not exist")
+        files.append(str(path))
+    return list(dict.fromkeys(files))
 
 
 def _runtime(library: Any, device: int) -> Any:

@@ -47,6 +47,10 @@ class CudaError(TrtfastError):
     code: int = -1
 
 
+class OverloadedError(TrtfastError):
+    """A batcher's queue is full: the request was refused at once, not queued."""
+
+
 class TrtfastWarning(UserWarning):
     """Base class of trtfast's warnings: something went wrong and trtfast went on without it."""
 
@@ -67,9 +71,15 @@ __all__ = [
     "EngineCompatibilityError",
     "EngineFormatError",
     "InputError",
+    "OverloadedError",
     "PerformanceWarning",
     "ProfileError",
     "TensorRTUnavailableError",
     "TrtfastError",
     "TrtfastWarning",
 ]
+
+
+class EngineCompatibilityWarning(TrtfastWarning):
+    """An engine loads on a GPU other than the model it was built for (same compute capability):
+    TensorRT allows it, but it may run slower or fail."""

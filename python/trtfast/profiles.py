@@ -4,6 +4,11 @@ Shapes are given per input as (min, opt, max); a single shape means a fixed one.
 caller leaves out comes from the model: static dimensions, and symbolic dimensions shared with
 an input whose shapes were given (``batch`` in one input is ``batch`` in every input). Every
 rule is checked before a build starts, and an error names the input and the rule.
+
+A shape-tensor input (an int32/int64 input whose values decide shapes: a Reshape target,
+TopK's k) takes the range of its values instead: ``{"k": {"values": ([1], [5], [10])}}``, or
+``--shapes k:values=1,5,10`` (a vector of values written ``1x16``). Its values may be negative
+(-1 is Reshape's wildcard).
 """
 
 from __future__ import annotations
@@ -16,13 +21,28 @@ from .errors import ProfileError
 
 Shape = tuple[int, ...]
 ShapeRange = tuple[Shape, Shape, Shape]
-Profile = dict[str, ShapeRange]
-# What a caller passes for one input: (min, opt, max) shapes, or one shape for a fixed size.
-ShapeSpec = Sequence[Sequence[int]] | Sequence[int]
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """The (min, opt, max) values of a shape-tensor input, each row-major."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+
+Profile = dict[str, "ShapeRange | ValueRange"]
+# What a caller passes for one input: (min, opt, max) shapes, or one shape for a fixed size; for a
+# shape-tensor input, {"values": (min, opt, max)} or {"values": one vector}.
+ShapeSpec = Sequence[Sequence[int]] | Sequence[int] | Mapping[str, Any]
 ShapesArgument = Mapping[str, ShapeSpec] | Sequence[Mapping[str, ShapeSpec]]
 
 # A dimension the caller leaves to the model (must be static there).
 FROM_MODEL = -1
+# TensorRT's limits: Dims holds at most 8 dimensions (Dims::MAX_DIMS), each an int64.
+MAX_DIMS = 8
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -50,7 +70,11 @@ def resolve(shapes: ShapesArgument | None, inputs: Sequence[ModelInput]) -> list
     profiles = [
         _Resolver(inputs, index, len(given)).resolve(profile) for index, profile in enumerate(given)
     ]
-    return profiles if any(model_input.dynamic for model_input in inputs) else []
+    # Shape-tensor values need a profile even when every shape is static.
+    needed = any(model_input.dynamic for model_input in inputs) or any(
+        isinstance(entry, ValueRange) for profile in profiles for entry in profile.values()
+    )
+    return profiles if needed else []
 
 
 def _profiles_given(shapes: ShapesArgument | None) -> list[Mapping[str, Any]]:
@@ -87,7 +111,12 @@ class _Resolver:
         profile: Profile = {}
         for name in self.order:
             if name in given:
-                profile[name] = self._given(self.inputs[name], given[name])
+                spec = given[name]
+                profile[name] = (
+                    self._values(self.inputs[name], spec)
+                    if isinstance(spec, (Mapping, ValueRange))
+                    else self._given(self.inputs[name], spec)
+                )
         for name in self.order:
             model_input = self.inputs[name]
             if name not in given and model_input.dynamic:
@@ -96,8 +125,40 @@ class _Resolver:
         return {
             name: profile[name]
             for name in self.order
-            if name in profile and self.inputs[name].dynamic
+            if name in profile
+            and (self.inputs[name].dynamic or isinstance(profile[name], ValueRange))
         }
+
+    def _values(self, model_input: ModelInput, spec: Mapping[str, Any] | ValueRange) -> ValueRange:
+        name = model_input.name
+        if isinstance(spec, ValueRange):
+            values = (spec.min, spec.opt, spec.max)
+        else:
+            if set(spec) != {"values"}:
+                raise ProfileError(
+                    f"input {name!r}{self.where}: a dict gives a shape tensor's values as "
+                    f"{{'values': (min, opt, max)}}, not {dict(spec)!r}"
+                )
+            values = _as_range(spec["values"], name, "values")
+        dims = model_input.dims
+        if dims is not None and (len(dims) > 1 or not all(isinstance(d, int) for d in dims)):
+            raise ProfileError(
+                f"input {name!r}{self.where} has the shape {model_input.describe()}; values "
+                "are given only for shape tensors of a fixed shape with at most one dimension"
+            )
+        count = dims[0] if dims else 1
+        if any(len(vector) != count for vector in values):
+            raise ProfileError(
+                f"input {name!r}{self.where} holds {count} value{'s' if count != 1 else ''} "
+                f"({model_input.describe()}); the range gives {_format_range(values)}"
+            )
+        for index, (low, opt, high) in enumerate(zip(*values, strict=True)):
+            if not low <= opt <= high:
+                raise ProfileError(
+                    f"input {name!r}{self.where}: value {index} needs min <= opt <= max, got "
+                    f"min {low}, opt {opt}, max {high}"
+                )
+        return ValueRange(*values)
 
     def _given(self, model_input: ModelInput, spec: Any) -> ShapeRange:
         name = model_input.name
@@ -187,7 +248,7 @@ class _Resolver:
         return (tuple(resolved[0]), tuple(resolved[1]), tuple(resolved[2]))
 
 
-def _as_range(spec: Any, name: str) -> ShapeRange:
+def _as_range(spec: Any, name: str, what: str = "shapes") -> ShapeRange:
     def shape(value: Any) -> Shape:
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise TypeError
@@ -202,14 +263,32 @@ def _as_range(spec: Any, name: str) -> ShapeRange:
             if len(items) != 3:
                 raise TypeError
             low, opt, high = (shape(item) for item in items)
-            return (low, opt, high)
+            return _check_limits((low, opt, high), name, what)
         fixed = shape(spec)
-        return (fixed, fixed, fixed)
+        return _check_limits((fixed, fixed, fixed), name, what)
     except TypeError:
+        kind = "shape" if what == "shapes" else "vector of values"
         raise ProfileError(
-            f"shapes for input {name!r} must be (min, opt, max) shapes or one fixed shape, "
+            f"{what} for input {name!r} must be (min, opt, max) {what} or one fixed {kind}, "
             f"each a sequence of ints, not {spec!r}"
         ) from None
+
+
+def _check_limits(shapes: ShapeRange, name: str, what: str) -> ShapeRange:
+    """What TensorRT can hold: at most MAX_DIMS entries (a shape's), each an int64."""
+    for entry in shapes:
+        if what == "shapes" and len(entry) > MAX_DIMS:
+            raise ProfileError(
+                f"shapes for input {name!r}: {format_shape(entry)} has {len(entry)} dimensions; "
+                f"TensorRT takes at most {MAX_DIMS}"
+            )
+        for value in entry:
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise ProfileError(
+                    f"{what} for input {name!r}: {value} does not fit in an int64, which "
+                    "TensorRT takes"
+                )
+    return shapes
 
 
 def _dim_name(dim: int | str | None) -> str:
@@ -234,11 +313,11 @@ def format_shape(shape: Shape) -> str:
     return "x".join(str(dim) for dim in shape)
 
 
-def parse_shapes_option(values: Sequence[str]) -> list[dict[str, ShapeRange]]:
+def parse_shapes_option(values: Sequence[str]) -> list[Profile]:
     """Profiles from command-line values ``NAME:MIN,OPT,MAX`` (or ``NAME:SHAPE`` for a fixed
-    shape), each shape written ``1x3x224x224``. Naming an input again starts the next
-    profile."""
-    profiles: list[dict[str, ShapeRange]] = [{}]
+    shape), each shape written ``1x3x224x224``; ``NAME:values=MIN,OPT,MAX`` gives a shape
+    tensor's values the same way. Naming an input again starts the next profile."""
+    profiles: list[Profile] = [{}]
     for value in values:
         _refuse_other_tools_forms(value)
         name, separator, text = value.rpartition(":")
@@ -247,6 +326,8 @@ def parse_shapes_option(values: Sequence[str]) -> list[dict[str, ShapeRange]]:
                 f"--shapes {value!r} must be NAME:MIN,OPT,MAX (or NAME:SHAPE), shapes written "
                 "like 1x3x224x224"
             )
+        is_values = text.startswith("values=")
+        text = text.removeprefix("values=")
         parts = text.split(",")
         if len(parts) not in (1, 3):
             raise ProfileError(
@@ -261,14 +342,22 @@ def parse_shapes_option(values: Sequence[str]) -> list[dict[str, ShapeRange]]:
         low, opt, high = shapes if len(shapes) == 3 else shapes * 3
         if name in profiles[-1]:
             profiles.append({})
-        profiles[-1][name] = (low, opt, high)
+        profiles[-1][name] = ValueRange(low, opt, high) if is_values else (low, opt, high)
     return profiles
 
 
-def as_options(profiles: Sequence[Profile]) -> list[dict[str, list[list[int]]]]:
-    """Profiles in the JSON form the builder and the engine file take."""
+def as_options(profiles: Sequence[Profile]) -> list[dict[str, Any]]:
+    """Profiles in the JSON form the builder and the engine file take: [min, opt, max] shapes,
+    or {"values": [min, opt, max]} for a shape tensor."""
     return [
-        {name: [list(shape) for shape in shapes] for name, shapes in profile.items()}
+        {
+            name: (
+                {"values": [list(entry.min), list(entry.opt), list(entry.max)]}
+                if isinstance(entry, ValueRange)
+                else [list(shape) for shape in entry]
+            )
+            for name, entry in profile.items()
+        }
         for profile in profiles
     ]
 

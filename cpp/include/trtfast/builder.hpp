@@ -25,9 +25,12 @@ struct ShapeRange {
   std::vector<std::int64_t> min;
   std::vector<std::int64_t> opt;
   std::vector<std::int64_t> max;
+  // For a shape-tensor input (int32/int64 whose values decide shapes): the three are ranges of
+  // its values, row-major, not of its shape.
+  bool values = false;
 };
 
-// One optimization profile: a shape range for each named network input.
+// One optimization profile: a shape range (or value range) for each named network input.
 using OptimizationProfile = std::vector<std::pair<std::string, ShapeRange>>;
 
 struct BuildOptions {

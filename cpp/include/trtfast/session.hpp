@@ -195,6 +195,9 @@ class Session {
   std::vector<bool> output_unaligned_;  // this call's
   // Shape-tensor inputs (host memory): the values the executor reads, at a stable address.
   std::vector<std::vector<unsigned char>> shape_values_;
+  // The largest values of each profile's shape-tensor inputs, which sized the outputs; bound in
+  // the context until the first call, so they live as long as the session.
+  std::vector<std::vector<std::vector<std::int64_t>>> sizing_values_;
   std::vector<std::size_t> block_offsets_;
   std::size_t block_size_ = 0;
   std::vector<std::shared_ptr<Block>> blocks_;

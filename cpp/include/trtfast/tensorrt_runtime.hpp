@@ -66,8 +66,11 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   // Throws EngineFormatError carrying TensorRT's messages when the plan is refused. Plans that
   // embed host code (version-compatible engines, serialized plugins) run native code from the
   // file: TensorRT refuses them unless `allow_host_code`.
+  // `plugins`: plugin libraries (canonical paths) the engine was built with, loaded into this
+  // runtime's registry first, as trtexec does with --dynamicPlugins.
   std::shared_ptr<DeserializedEngine> deserialize(const void* plan, std::size_t size,
-                                                  bool allow_host_code = false);
+                                                  bool allow_host_code = false,
+                                                  const std::vector<std::string>& plugins = {});
 
   struct Impl;
 

@@ -122,9 +122,9 @@ class Runtime:
     """
     def __init__(self, library: TensorRTLibrary, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
-    def deserialize(self, plan: bytes, allow_host_code: bool = False) -> DeserializedEngine:
+    def deserialize(self, plan: bytes, allow_host_code: bool = False, plugins: collections.abc.Sequence[str] = []) -> DeserializedEngine:
         """
-        Deserializes a plan; one that embeds host code is refused unless allow_host_code.
+        Deserializes a plan; one that embeds host code is refused unless allow_host_code. plugins: canonical paths of the plugin libraries the engine was built with.
         """
     @property
     def device(self) -> int:
@@ -174,7 +174,8 @@ def build_plan(library: TensorRTLibrary, onnx: typing_extensions.Buffer, options
     
     library: a full TensorRTLibrary (the lean runtime cannot build).
     options: {"precision": "fp32"|"fp16"|"bf16"|"int8"|"fp8", "strongly_typed": bool,
-        "profiles": [{input_name: [min_shape, opt_shape, max_shape]}, ...], "workspace": int|None,
+        "profiles": [{input_name: [min_shape, opt_shape, max_shape] or
+        {"values": [min, opt, max]} for a shape-tensor input}, ...], "workspace": int|None,
         "timing_cache": bytes|None, "optimization_level": int|None, "version_compatible": bool,
         "exclude_lean_runtime": bool, "hardware_compatibility": None|"ampere_plus"|
         "same_compute_capability", "plugins": [path, ...], "device": int, "model_dir": str|None}.
