@@ -56,6 +56,7 @@ def test_public_api() -> None:
         "graph_cache_size",
         "workers",
         "torch_results",
+        "outputs",
     ]
     assert parameters["torch_results"].default is True
     assert parameters["cuda_graph"].default is True

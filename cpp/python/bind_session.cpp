@@ -156,10 +156,16 @@ const py::str& out_name() {
   return *name;
 }
 
+const py::str& outputs_name() {
+  static auto* name = new py::str("outputs");  // never destroyed, as out_name()
+  return *name;
+}
+
 class PySession {
  public:
   PySession(std::shared_ptr<Engine> engine, bool cuda_graph, const std::string& sync,
-            const py::object& stream, std::size_t graph_cache_size, bool torch_results)
+            const py::object& stream, std::size_t graph_cache_size, bool torch_results,
+            const py::object& outputs)
       : torch_results_(torch_results) {
     SessionOptions options;
     options.cuda_graph = cuda_graph;
@@ -188,15 +194,20 @@ class PySession {
     reader_ = std::make_unique<TensorReader>(session_->signature(), session_->device());
     releases_ = std::make_shared<PendingReleases>(session_->device());
     const std::size_t inputs = session_->signature().inputs().size();
-    const std::size_t outputs = session_->signature().outputs().size();
+    const std::size_t count = session_->signature().outputs().size();
     inputs_.resize(inputs);
     present_.assign(inputs, false);
-    outputs_.resize(outputs);
-    pooled_.resize(outputs);
-    results_.resize(outputs);
-    given_.assign(outputs, false);
+    outputs_.resize(count);
+    pooled_.resize(count);
+    results_.resize(count);
+    given_.assign(count, false);
+    session_selected_.assign(count, true);
+    call_selected_.assign(count, true);
+    if (!outputs.is_none()) {
+      select_outputs(outputs, session_selected_);
+    }
     // Each tensor, what owns its memory, and a host copy or mapping copy: no growth per call.
-    keep_.reserve(3 * (inputs + outputs) + 2);
+    keep_.reserve(3 * (inputs + count) + 2);
   }
 
   Session& session() const {
@@ -296,8 +307,16 @@ class PySession {
     return collect(session);
   }
 
+  // `outputs`: None, out buffers by name (a mapping), or the names of the outputs to return.
   py::dict bind(const py::object& inputs, const py::object& outputs) {
     Session& session = this->session();
+    py::object buffers = outputs;
+    const std::vector<bool>* selected = &session_selected_;
+    if (!outputs.is_none() && !is_mapping(outputs)) {
+      select_outputs(outputs, call_selected_);
+      selected = &call_selected_;
+      buffers = py::none();
+    }
     CallScope scope(busy_, keep_);
     unbind_now(session);
     bound_inputs_.resize(inputs_.size());
@@ -323,7 +342,8 @@ class PySession {
                          "run(inputs) instead");
       }
     }
-    read_outputs(session, outputs, device_mode, bound_inputs_, bound_outputs_, bound_keep_);
+    read_outputs(session, buffers, device_mode, bound_inputs_, bound_outputs_, bound_keep_,
+                 *selected);
     take_aliased_inputs(session, mapping, py::none(), bound_outputs_);
     wait_for_producers(session, bound_keep_);
     // Outputs the caller did not give get buffers of their own for the binding's lifetime.
@@ -348,7 +368,11 @@ class PySession {
         target.tensor.device = array.device;
         results_[j] = py::cast(std::move(array));
       }
-      bound_keep_.hold(results_[j]);
+      bound_keep_.hold(results_[j]);  // written by every replay, returned or not
+      if (!given_[j] && !(*selected)[j]) {
+        results_[j] = py::none();
+        continue;
+      }
       if (torch_inputs && made_here(session, j, target)) {
         results_[j] = to_torch(results_[j]);  // shares the bound buffer: replays update it
       }
@@ -416,6 +440,7 @@ class PySession {
     py::object mapping;
     py::object named;
     py::object out;
+    py::object selection;  // `outputs=`: the names of the outputs to return
     bool has_inputs = false;
   };
 
@@ -427,18 +452,29 @@ class PySession {
       throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
                            std::to_string(positional));
     }
-    CallArgs call{py::none(), py::none(), py::none()};
+    CallArgs call{py::none(), py::none(), py::none(), py::none()};
     if (kwargs != nullptr && PyDict_GET_SIZE(kwargs) > 0) {
       call.named = py::reinterpret_borrow<py::object>(kwargs);
-      const py::str& out_key = out_name();
-      if (PyObject* given = PyDict_GetItemWithError(kwargs, out_key.ptr())) {
-        call.out = py::reinterpret_borrow<py::object>(given);
-        call.named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
-        if (!call.named || PyDict_DelItem(call.named.ptr(), out_key.ptr()) < 0) {
+      // `out` and `outputs` are the call's own keywords, not inputs: taken out of a copy.
+      for (const py::str* key : {&out_name(), &outputs_name()}) {
+        PyObject* given = PyDict_GetItemWithError(kwargs, key->ptr());
+        if (given == nullptr) {
+          if (PyErr_Occurred()) {
+            throw py::error_already_set();
+          }
+          continue;
+        }
+        (key == &out_name() ? call.out : call.selection) =
+            py::reinterpret_borrow<py::object>(given);
+        if (call.named.ptr() == kwargs) {
+          call.named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
+          if (!call.named) {
+            throw py::error_already_set();
+          }
+        }
+        if (PyDict_DelItem(call.named.ptr(), key->ptr()) < 0) {
           throw py::error_already_set();
         }
-      } else if (PyErr_Occurred()) {
-        throw py::error_already_set();
       }
     }
     if (positional == 1) {
@@ -457,7 +493,12 @@ class PySession {
                                          session.device_stream());
     session.prepare(inputs_.data());
     const bool device_mode = any_device(inputs_);
-    read_outputs(session, call.out, device_mode, inputs_, outputs_, keep_);
+    selected_ = &session_selected_;
+    if (!call.selection.is_none()) {
+      select_outputs(call.selection, call_selected_);
+      selected_ = &call_selected_;
+    }
+    read_outputs(session, call.out, device_mode, inputs_, outputs_, keep_, *selected_);
     take_aliased_inputs(session, call.mapping, call.named, outputs_);
   }
 
@@ -466,6 +507,11 @@ class PySession {
     emit_warnings();
     py::dict result;
     for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      if (!given_[j] && !(*selected_)[j]) {
+        pooled_[j] = DeviceOutput{};  // its block goes back to the pool
+        results_[j] = py::none();
+        continue;
+      }
       py::object value = result_object(session, j);
       if (torch_inputs_ && made_here(session, j, outputs_[j])) {
         value = to_torch(value);
@@ -484,7 +530,7 @@ class PySession {
     if (call.has_inputs || !bound_) {
       return false;
     }
-    if (!call.out.is_none()) {
+    if (!call.out.is_none() || !call.selection.is_none()) {
       throw InputError(
           "run() without inputs replays the bound call; its outputs were given "
           "to bind()");
@@ -544,11 +590,31 @@ class PySession {
     }
   }
 
+  // Marks the outputs that `names` (one name or an iterable of names) names.
+  void select_outputs(const py::object& names, std::vector<bool>& selected) const {
+    std::fill(selected.begin(), selected.end(), false);
+    if (PyUnicode_Check(names.ptr())) {
+      selected[static_cast<std::size_t>(reader_->output_index(names))] = true;
+      return;
+    }
+    if (is_mapping(names) || !py::isinstance<py::iterable>(names)) {
+      const std::vector<TensorInfo>& outputs = reader_->signature().outputs();
+      const std::string example = outputs.empty() ? "y" : outputs[0].name;
+      throw InputError("outputs= takes the names of the outputs to return, such as outputs=('" +
+                       example + "',), not a " +
+                       py::str(py::type::of(names).attr("__name__")).cast<std::string>());
+    }
+    for (const py::handle name : names) {
+      selected[static_cast<std::size_t>(reader_->output_index(name))] = true;
+    }
+  }
+
   // Outputs follow the inputs: host arrays in, numpy out; any device array in, device arrays out.
-  // An output that shares memory with an input follows that input.
+  // An output that shares memory with an input follows that input. One that is not `selected`
+  // (and not given in `out`) goes to a pooled device block and is never copied to the host.
   void read_outputs(Session& session, const py::object& out, bool device_mode,
                     const std::vector<TensorArg>& inputs, std::vector<OutputArg>& targets,
-                    Keep& keep) {
+                    Keep& keep, const std::vector<bool>& selected) {
     std::fill(given_.begin(), given_.end(), false);
     if (!out.is_none()) {
       py::dict given;
@@ -580,7 +646,7 @@ class PySession {
       const int aliased = session.signature().aliased_input(static_cast<int>(j));
       const bool device_result =
           aliased >= 0 ? inputs[static_cast<std::size_t>(aliased)].location == Location::Device
-                       : device_mode;
+                       : device_mode || !selected[j];
       if (device_result) {
         target.target = OutputTarget::Pooled;
         continue;
@@ -686,7 +752,8 @@ class PySession {
   }
 
   bool torch_results_;
-  bool torch_inputs_ = false;  // this call's inputs were torch tensors
+  bool torch_inputs_ = false;                    // this call's inputs were torch tensors
+  const std::vector<bool>* selected_ = nullptr;  // this call's outputs to return
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
@@ -700,6 +767,8 @@ class PySession {
   std::vector<DeviceOutput> pooled_;
   std::vector<py::object> results_;
   std::vector<bool> given_;
+  std::vector<bool> session_selected_;  // the session's outputs= (all by default)
+  std::vector<bool> call_selected_;     // a call's or bind()'s outputs=
   Keep keep_;
   // The bound call.
   bool bound_ = false;
@@ -789,17 +858,18 @@ void bind_session(py::module_& module) {
       "thread at a time. Ctrl-C interrupts a call's wait for the GPU within about 20 ms with "
       "sync='spin'; with sync='blocking' it takes effect when the GPU work ends.")
       .def(py::init<std::shared_ptr<Engine>, bool, const std::string&, const py::object&,
-                    std::size_t, bool>(),
+                    std::size_t, bool, const py::object&>(),
            py::arg("engine"), py::arg("cuda_graph") = true, py::arg("sync") = "spin",
            py::arg("stream") = py::none(), py::arg("graph_cache_size") = 16,
-           py::arg("torch_results") = true)
+           py::arg("torch_results") = true, py::arg("outputs") = py::none())
       .def(
           "run",
           [](PySession& session, const py::args& args, const py::kwargs& kwargs) {
             return session.run(args.ptr(), kwargs.ptr());
           },
-          "run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): "
-          "replays the bound call. session(...) is the same call.")
+          "run(inputs=None, /, *, out=None, outputs=None, **named) -> dict. outputs: the names "
+          "of the outputs to return (the others are not copied to the host). Without inputs "
+          "after bind(): replays the bound call. session(...) is the same call.")
       .def(
           "_submit_async",
           [](PySession& session, std::shared_ptr<CompletionQueue> queue, std::uint64_t token,

@@ -73,7 +73,9 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     :meth:`submit` (or :class:`Engine` calls) to run from several threads at once.
 
     ``session(x=...)``, ``session({"x": ...})``, ``session(x)`` (an engine with one input) and
-    ``session.run(...)`` return a dict of outputs;
+    ``session.run(...)`` return a dict of outputs; ``outputs=("boxes",)`` (on a call, on
+    :meth:`bind`, or on the session for all its calls) returns only those, and the others are
+    never copied to the host;
     ``out={"y": buffer}`` writes an output into the caller's buffer instead. After
     ``bind(inputs, outputs)``, ``run()`` with no arguments replays the bound call (the fastest
     call: no argument reading at all) and returns the bound outputs.
@@ -97,6 +99,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         graph_cache_size: int = 16,
         workers: int = 2,
         torch_results: bool = True,
+        outputs: Sequence[str] | None = None,
     ) -> None:
         if sync not in ("spin", "blocking"):
             raise ValueError(f"sync must be 'spin' or 'blocking', not {sync!r}")
@@ -105,7 +108,13 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
         super().__init__(
-            engine.core, cuda_graph, sync, _stream_handle(stream), graph_cache_size, torch_results
+            engine.core,
+            cuda_graph,
+            sync,
+            _stream_handle(stream),
+            graph_cache_size,
+            torch_results,
+            outputs,
         )
         self.engine = engine
         self._stream_object = stream  # the caller's stream must outlive the session
@@ -115,6 +124,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
             "stream": stream,
             "graph_cache_size": graph_cache_size,
             "torch_results": torch_results,
+            "outputs": outputs,
         }
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -343,13 +353,15 @@ class Engine:
         graph_cache_size: int = 16,
         workers: int = 2,
         torch_results: bool = True,
+        outputs: Sequence[str] | None = None,
     ) -> Session:
         """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
         'spin' (lowest latency; Ctrl-C interrupts a wait within about 20 ms) or 'blocking' (no
         CPU burn while waiting; Ctrl-C takes effect when the GPU work ends); ``stream`` joins the
         caller's CUDA stream (each call runs after the work queued there and is done when it
         returns); ``workers`` sizes the pool behind :meth:`Session.submit`; ``torch_results``
-        returns torch tensors for torch inputs (False: numpy arrays and DeviceArray)."""
+        returns torch tensors for torch inputs (False: numpy arrays and DeviceArray);
+        ``outputs`` names the outputs every call returns (default: all)."""
         return Session(
             self,
             cuda_graph=cuda_graph,
@@ -358,6 +370,7 @@ class Engine:
             graph_cache_size=graph_cache_size,
             workers=workers,
             torch_results=torch_results,
+            outputs=outputs,
         )
 
     def __call__(self, inputs: Any = None, /, *, out: Any = None, **named: Any) -> dict[str, Any]:

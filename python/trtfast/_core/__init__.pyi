@@ -152,7 +152,7 @@ class Session:
         """
         Call self as a function.
         """
-    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16, torch_results: bool = True) -> None:
+    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16, torch_results: bool = True, outputs: typing.Any = None) -> None:
         ...
     def _finish_async(self) -> typing.Any:
         ...
@@ -166,7 +166,7 @@ class Session:
         ...
     def run(self, *args, **kwargs) -> typing.Any:
         """
-        run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): replays the bound call. session(...) is the same call.
+        run(inputs=None, /, *, out=None, outputs=None, **named) -> dict. outputs: the names of the outputs to return (the others are not copied to the host). Without inputs after bind(): replays the bound call. session(...) is the same call.
         """
     def unbind(self) -> None:
         ...
