@@ -876,7 +876,7 @@ void bind_session(py::module_& module) {
              const py::args& args, const py::kwargs& kwargs) {
             session.submit_async(args.ptr(), kwargs.ptr(), std::move(queue), token);
           },
-          py::arg("queue"), py::arg("token"),
+          py::arg("queue"), py::arg("token"), py::pos_only(),  // inputs may be named so too
           "Starts an awaitable call (trtfast.Session.run_async): `token` reaches `queue` when "
           "its work is done; then _finish_async() returns its outputs or raises its error.")
       .def("_finish_async", &PySession::finish_async)
