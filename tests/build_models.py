@@ -143,3 +143,15 @@ def deep_mlp(depth: int, width: int = 32) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])],
         initializers,
     )
+
+
+def reshape_by_input(batch: int | str = "batch") -> onnx.ModelProto:
+    """y = reshape(x, target): `target` is a shape-tensor input (its values decide y's shape)."""
+    return _model(
+        [helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16]),
+            helper.make_tensor_value_info("target", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "columns"])],
+    )

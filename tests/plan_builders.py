@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from trtfast.errors import BuildError
 
@@ -19,15 +19,28 @@ class PlanBuilder:
     edition = "standard"
     tensorrt_version = "11.4.0"
     strongly_typed = True
+    library: ClassVar[dict[str, Any]] = {"parser": 110400, "cuda_major": 13}
 
     def __init__(self, behaviour: str = "echo") -> None:
         self.behaviour = behaviour
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
-        return "", (0, 0)
+    def target(self, device: int) -> dict[str, Any]:
+        """A GPU named after the process that sees it, as CUDA_VISIBLE_DEVICES can make two
+        processes see two GPUs under one index."""
+        return {
+            "name": f"GPU seen by process {os.getpid()}",
+            "compute_capability": [9, 0],
+            "uuid": f"GPU-{os.getpid()}",
+            "multiprocessors": 132,
+            "total_memory": 80 * 2**30,
+            "platform": "x86_64",
+        }
 
     def combine_timing_caches(self, caches: list[bytes], device: int) -> bytes:
-        return b"".join(caches)
+        """The caches joined, then the process that joined them; "crash" crashes here too."""
+        if self.behaviour == "crash":
+            os.abort()
+        return b"".join(caches) + f"|pid {os.getpid()}".encode()
 
     def build_plan(
         self, onnx: bytes, options: dict[str, Any], progress: Progress
@@ -40,6 +53,17 @@ class PlanBuilder:
         answers.append(progress("step", "phase", 1, 2))
         answers.append(progress("end", "phase", 2, 2))
         return {"plan": onnx, "options": options, "answers": answers, "pid": os.getpid()}
+
+    def engine(self, onnx: bytes, options: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """What a TensorRT build returns, for a model of one float input and one output."""
+        return {
+            "plan": b"plan:" + onnx[:16],
+            "timing_cache": (options.get("timing_cache") or b"") + b"entry\n",
+            "tensorrt_version": self.tensorrt_version,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [-1], "is_input": True}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [-1], "is_input": False}],
+            "device": self.target(options["device"]),
+        }
 
     def fail(self, onnx: bytes, options: dict[str, Any], progress: Progress) -> dict[str, Any]:
         raise BuildError("parser refused", [{"node_index": 3, "message": "no such op"}])

@@ -10,6 +10,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import build_models
 import onnx
@@ -31,6 +32,8 @@ from trtfast.errors import (
     TensorRTUnavailableError,
     TrtfastError,
 )
+
+build_module = sys.modules["trtfast.build"]
 
 
 def full_tensorrt_available() -> bool:
@@ -141,7 +144,10 @@ def test_options_are_normalized(tmp_path):
         ({"hardware_compatibility": 3}, "hardware_compatibility must be None, "),
         ({"plugins": "libplugin.so"}, "plugins must be a list of library paths"),
         ({"plugins": ["/no/such/libplugin.so"]}, "plugin library '/no/such/libplugin.so' does"),
-        ({"device": -1}, "device must be a GPU index (an int >= 0), not -1"),
+        ({"device": -1}, "device must be a GPU index (an int from 0 to 2147483647), not -1"),
+        ({"device": 2**40}, "device must be a GPU index (an int from 0 to 2147483647)"),
+        ({"workspace": "99999999TiB"}, "is more than TensorRT can take"),
+        ({"workspace": "9" * 400}, "is more than TensorRT can take"),
         ({"device": "0"}, "device must be a GPU index"),
         ({"workspace": "lots"}, "workspace must be a number of bytes"),
     ],
@@ -154,25 +160,49 @@ def test_invalid_options_name_the_option(options, message):
 # --- engine cache keys --------------------------------------------------------------------
 
 
+H100_SXM = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": [9, 0],
+    "uuid": "GPU-00000000-0000-0000-0000-000000000001",
+    "multiprocessors": 132,
+    "total_memory": 85 * 2**30,
+    "platform": "x86_64",
+}
+LIBRARY = {"parser": 110100, "cuda_major": 13}
+
+
 def test_cache_keys(tmp_path):
     plugin = tmp_path / "libplugin.so"
     plugin.write_bytes(b"version 1")
     options = check_options(precision="fp16", plugins=[plugin])
     profile = [{"images": ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))}]
-    base = ("a" * 64, options, profile, "11.4.0", (9, 0))
+    base = ("a" * 64, options, profile, "11.4.0", H100_SXM, "standard", LIBRARY)
     key = cache_key(*base)
     assert re.fullmatch("[0-9a-f]{64}", key)
     assert cache_key(*base) == key
-    # The GPU index changes neither what the engine computes nor where it runs.
+    # The GPU index changes neither what the engine computes nor where it runs; nor does which
+    # of two GPUs of one model it is.
     assert (
         cache_key(base[0], check_options(precision="fp16", plugins=[plugin], device=3), *base[2:])
         == key
     )
+    other_card = {**H100_SXM, "uuid": "GPU-00000000-0000-0000-0000-000000000002"}
+    assert cache_key(*base[:4], other_card, *base[5:]) == key
+
+    def gpu(**changed: Any) -> tuple[Any, ...]:
+        return (*base[:4], {**H100_SXM, **changed}, *base[5:])
 
     variants = {
         "model": ("b" * 64, *base[1:]),
-        "tensorrt": (*base[:3], "11.4.1", (9, 0)),
-        "compute capability": (*base[:4], (8, 9)),
+        "tensorrt": (*base[:3], "11.4.1", *base[4:]),
+        "compute capability": gpu(compute_capability=[8, 9]),
+        "GPU model": gpu(name="NVIDIA H100 PCIe", multiprocessors=114, total_memory=80 * 2**30),
+        "GPU name": gpu(name="NVIDIA H100 PCIe"),
+        "MIG slice": gpu(multiprocessors=16),
+        "memory": gpu(total_memory=94 * 2**30),
+        "edition": (*base[:5], "rtx", LIBRARY),
+        "parser": (*base[:6], {**LIBRARY, "parser": 110200}),
+        "CUDA major": (*base[:6], {**LIBRARY, "cuda_major": 12}),
         "profiles": (base[0], options, [{"images": ((1, 3, 16, 16),) * 3}], *base[3:]),
         "no profiles": (base[0], options, [], *base[3:]),
     }
@@ -193,6 +223,41 @@ def test_cache_keys(tmp_path):
     # The plugin's contents count, not only its path.
     plugin.write_bytes(b"version 2")
     assert cache_key(*base) != key
+
+
+def test_cache_keys_change_with_trtfast_and_its_schema(monkeypatch):
+    options = check_options()
+    arguments = ("a" * 64, options, [], "11.4.0", H100_SXM, "standard", LIBRARY)
+    key = cache_key(*arguments)
+    monkeypatch.setattr(build_module, "CACHE_SCHEMA", build_module.CACHE_SCHEMA + 1)
+    assert cache_key(*arguments) != key
+    monkeypatch.undo()
+    info = dict(build_module._core.build_info())
+    monkeypatch.setattr(
+        build_module._core, "build_info", lambda: {**info, "version": info["version"] + ".post1"}
+    )
+    assert cache_key(*arguments) != key
+
+
+@pytest.mark.parametrize(
+    ("hardware", "same", "differs"),
+    [
+        # Hardware-compatible engines are keyed by what their level promises, no more.
+        (
+            "same_compute_capability",
+            {"name": "NVIDIA H100 PCIe", "multiprocessors": 114},
+            {"compute_capability": [8, 9]},
+        ),
+        ("ampere_plus", {"name": "NVIDIA A100", "compute_capability": [8, 0]}, None),
+        (None, {"uuid": "GPU-other"}, {"name": "NVIDIA H100 PCIe"}),
+    ],
+)
+def test_hardware_compatible_keys_hold_what_the_level_promises(hardware, same, differs):
+    options = check_options(hardware_compatibility=hardware)
+    key = cache_key("a" * 64, options, [], "11.4.0", H100_SXM)
+    assert cache_key("a" * 64, options, [], "11.4.0", {**H100_SXM, **same}) == key
+    if differs is not None:
+        assert cache_key("a" * 64, options, [], "11.4.0", {**H100_SXM, **differs}) != key
 
 
 # --- files written whole ------------------------------------------------------------------

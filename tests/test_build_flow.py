@@ -51,6 +51,15 @@ class StandInTensorRT:
         # operators.
         self.refused_ops: set[str] = set()
         self.fail_build = False
+        # The GPU as _core.cuda.devices() lists it.
+        self.gpu = {
+            "index": 0,
+            "name": "Stand-in GPU",
+            "compute_capability": (9, 0),
+            "uuid": "GPU-00000000-0000-0000-0000-000000000001",
+            "multiprocessors": 132,
+            "total_memory": 80 * 2**30,
+        }
 
     def build_plan(self, library: Any, onnx_bytes: bytes, options: dict[str, Any], progress: Any):
         assert library is self
@@ -104,9 +113,8 @@ class StandInTensorRT:
 @pytest.fixture
 def tensorrt(monkeypatch: pytest.MonkeyPatch) -> StandInTensorRT:
     stand_in = StandInTensorRT()
-    gpu = {"index": 0, "name": "Stand-in GPU", "compute_capability": (9, 0)}
     monkeypatch.setattr(build_module, "tensorrt_library", lambda: stand_in)
-    monkeypatch.setattr(build_module, "_gpu", lambda device: gpu)
+    monkeypatch.setattr(build_module, "_gpu", lambda device: stand_in.gpu)
     monkeypatch.setattr(build_module._core, "build_plan", stand_in.build_plan, raising=False)
     # A build's TensorRT step runs in a child process, which would not see the stand-in.
     monkeypatch.setattr(
@@ -202,6 +210,68 @@ def test_a_corrupt_cache_entry_is_rebuilt(tensorrt, tmp_path, model_path):
     engine_file.read(cache / entry)
 
 
+def test_the_engine_cache_tells_gpu_models_of_one_compute_capability_apart(
+    tensorrt, tmp_path, model_path
+):
+    cache = tmp_path / "engines"
+    tensorrt.gpu = {**tensorrt.gpu, "name": "NVIDIA H100 PCIe", "multiprocessors": 114}
+    pcie = trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    tensorrt.gpu = {**tensorrt.gpu, "name": "NVIDIA H100 80GB HBM3", "multiprocessors": 132}
+    sxm = trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 2
+    assert (pcie.gpu_name, sxm.gpu_name) == ("NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3")
+    assert sxm.environment["gpu"]["multiprocessors"] == 132
+    # A MIG slice of the same GPU has fewer SMs: another engine.
+    tensorrt.gpu = {**tensorrt.gpu, "multiprocessors": 16, "total_memory": 10 * 2**30}
+    trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 3
+    # Another card of the same model shares the entry.
+    tensorrt.gpu = {**tensorrt.gpu, "uuid": "GPU-00000000-0000-0000-0000-000000000002"}
+    trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 3
+
+
+def test_hardware_compatible_engines_are_shared_by_gpu_models(tensorrt, tmp_path, model_path):
+    cache = tmp_path / "engines"
+    for name in ("NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3"):
+        tensorrt.gpu = {**tensorrt.gpu, "name": name}
+        trtfast.build(
+            model_path,
+            cache_dir=cache,
+            shapes=SHAPES,
+            hardware_compatibility="same_compute_capability",
+            progress=False,
+        )
+    assert len(tensorrt.calls) == 1
+
+
+def test_a_cache_entry_that_does_not_match_the_request_is_rebuilt(tensorrt, tmp_path, model_path):
+    cache = tmp_path / "engines"
+    trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    (entry,) = os.listdir(cache)
+    # An engine built from other weights, copied over the entry.
+    other_model = tmp_path / "other.onnx"
+    proto = build_models.cnn()
+    weights = proto.graph.initializer[0]
+    weights.CopyFrom(
+        onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weights) + 1, weights.name)
+    )
+    onnx.save_model(proto, str(other_model))
+    other = trtfast.build(
+        other_model, output=tmp_path / "other.engine", shapes=SHAPES, progress=False
+    )
+    assert other.model_sha256 != hashlib.sha256(model_path.read_bytes()).hexdigest()
+    (cache / entry).write_bytes((tmp_path / "other.engine").read_bytes())
+    with pytest.warns(trtfast.CacheWarning, match=r"does not match this build \(model_sha256"):
+        again = trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 3
+    assert again.model_sha256 == hashlib.sha256(model_path.read_bytes()).hexdigest()
+    # The rebuilt engine replaced the entry: the next build is a hit.
+    assert engine_file.read_info(cache / entry) == again
+    trtfast.build(model_path, cache_dir=cache, shapes=SHAPES, progress=False)
+    assert len(tensorrt.calls) == 3
+
+
 def test_the_timing_cache_is_loaded_and_saved(tensorrt, tmp_path, model_path):
     timing = tmp_path / "caches" / "cnn.timing"
     for _ in range(2):
@@ -287,6 +357,73 @@ def test_a_timing_cache_that_cannot_be_read_or_saved_warns(tensorrt, tmp_path, m
     assert messages[1].startswith("cannot save the timing cache")
     assert tensorrt.calls[0]["options"]["timing_cache"] is None
     assert info == engine_file.read_info(tmp_path / "e")
+
+
+def test_a_timing_cache_merge_that_fails_keeps_the_engine(
+    tensorrt, tmp_path, model_path, monkeypatch
+):
+    timing = tmp_path / "cnn.timing"
+    output = tmp_path / "cnn.engine"
+
+    def merge(library: Any, caches: list[bytes], device: int) -> bytes:
+        raise BuildError("TensorRT could not combine the timing caches")
+
+    monkeypatch.setattr(build_module._core, "combine_timing_caches", merge, raising=False)
+
+    def another_build_saves(event: str, phase: str, step: int, total: int) -> None:
+        # Another build saves the timing cache while this one runs: saving must merge.
+        if phase == "Building engine" and event == "start":
+            timing.write_bytes(b"theirs\n")
+
+    with pytest.warns(trtfast.CacheWarning, match="cannot save the timing cache.*combine"):
+        info = trtfast.build(
+            model_path,
+            output=output,
+            timing_cache=timing,
+            shapes=SHAPES,
+            progress=another_build_saves,
+        )
+    assert info == engine_file.read_info(output)
+    assert timing.read_bytes() == b"theirs\n"
+
+
+def test_a_timing_cache_lock_that_fails_keeps_the_engine(
+    tensorrt, tmp_path, model_path, monkeypatch
+):
+    """A file system without locks: the engine is written all the same."""
+    import filelock
+
+    def no_locks(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)
+    output = tmp_path / "cnn.engine"
+    with pytest.warns(trtfast.CacheWarning, match="cannot save the timing cache.*No locks"):
+        info = trtfast.build(
+            model_path,
+            output=output,
+            timing_cache=tmp_path / "cnn.timing",
+            shapes=SHAPES,
+            progress=False,
+        )
+    assert info == engine_file.read_info(output)
+
+
+def test_a_timing_cache_without_filelock_is_refused_before_the_build(
+    tensorrt, tmp_path, model_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "filelock", None)  # import filelock raises ImportError
+    with pytest.raises(ImportError, match=r"filelock.*pip install 'trtfast\[build\]'"):
+        trtfast.build(
+            model_path,
+            output=tmp_path / "cnn.engine",
+            timing_cache=tmp_path / "cnn.timing",
+            shapes=SHAPES,
+            progress=False,
+        )
+    assert tensorrt.calls == []
+    # Without a timing cache, filelock is not needed.
+    trtfast.build(model_path, output=tmp_path / "cnn.engine", shapes=SHAPES, progress=False)
 
 
 def tensorrt_plan(model_path: Path) -> bytes:

@@ -22,6 +22,7 @@ import onnx
 import plan_builders
 import pytest
 
+import trtfast
 from trtfast import _build_process, reference
 from trtfast.errors import BuildError
 
@@ -284,3 +285,60 @@ def test_ctrl_c_stops_a_long_build_about_as_fast_as_an_idle_process(tmp_path: Pa
     )
     assert not _alive(build_process), "the interrupted build process is still running"
     assert list(out_folder.iterdir()) == []
+
+
+def test_timing_caches_combine_in_the_build_process_not_here() -> None:
+    from trtfast.build import ChildProcessPlanBuilder
+
+    builder = ChildProcessPlanBuilder(functools.partial(plan_builders.PlanBuilder, "echo"))
+    combined = builder.combine_timing_caches([b"theirs", b"ours"], 0)
+    caches, pid = combined.split(b"|pid ")
+    assert caches == b"theirsours"
+    assert int(pid) != os.getpid()
+
+
+def test_a_crash_while_combining_timing_caches_is_a_build_error() -> None:
+    from trtfast.build import ChildProcessPlanBuilder
+
+    builder = ChildProcessPlanBuilder(functools.partial(plan_builders.PlanBuilder, "crash"))
+    with pytest.raises(BuildError, match=r"ended unexpectedly.*SIGABRT"):
+        builder.combine_timing_caches([b"theirs", b"ours"], 0)
+
+
+def _relu_model(tmp_path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save_model(helper.make_model(graph), str(path))
+    return path
+
+
+def test_the_engine_records_the_gpu_the_build_process_built_on(tmp_path: Path) -> None:
+    from trtfast.build import ChildProcessPlanBuilder, build_with
+
+    make = functools.partial(plan_builders.PlanBuilder, "engine")
+    here = plan_builders.PlanBuilder().target(0)
+    with pytest.warns(
+        trtfast.CacheWarning, match="the build process built for GPU seen by process"
+    ):
+        info = build_with(
+            lambda options: ChildProcessPlanBuilder(make),
+            _relu_model(tmp_path),
+            output=tmp_path / "relu.engine",
+            cache_dir=tmp_path / "engines",
+            shapes={"x": ((1,), (2,), (3,))},
+            timing_cache=tmp_path / "relu.timing",
+            progress=False,
+        )
+    built_on = info.environment["gpu"]
+    assert built_on["name"].startswith("GPU seen by process ")
+    assert built_on != here and info.gpu_name == built_on["name"]
+    assert info.environment["library"] == plan_builders.PlanBuilder.library
+    # Not stored under a key made for the GPU this process sees.
+    assert not (tmp_path / "engines").exists() or not os.listdir(tmp_path / "engines")

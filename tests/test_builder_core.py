@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import build_models
 import numpy as np
 import onnx
 import pytest
@@ -567,20 +568,7 @@ def test_a_workspace_tensorrt_refuses_is_a_build_option_error(
 
 
 def reshape_by_input() -> bytes:
-    """y = reshape(x, target): `target` is a shape-tensor input (its values decide y's shape)."""
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")],
-        "reshape_by_input",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
-            helper.make_tensor_value_info("target", TensorProto.INT64, [2]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION
-    )
-    return model.SerializeToString()
+    return build_models.reshape_by_input().SerializeToString()
 
 
 @pytest.mark.tensorrt

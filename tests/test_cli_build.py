@@ -86,6 +86,13 @@ def test_argument_errors_exit_2(capsys, arguments, message):
         ([], "input 'images' has dynamic dimension 0 ('batch') and no shapes to size it"),
         (["--shapes", "images:4x3x16x16", "--workspace", "4 parsecs"], "unknown unit"),
         (["--shapes", "images:4x3x16x16", "--plugin", "/no/libp.so"], "'/no/libp.so' does not"),
+        (["--shapes", "images:4x3x16x16", "--workspace", "99999999TiB"], "more than TensorRT"),
+        (["--shapes", "images:4x3x16x16", "--workspace", "9" * 400], "more than TensorRT"),
+        (
+            ["--shapes", "images:1x3x16x16,4x3x16x16,99999999999999999999x3x16x16"],
+            "99999999999999999999 does not fit in an int64",
+        ),
+        (["--shapes", "images:4x3x16x16", "--device", str(2**40)], "device must be a GPU index"),
     ],
 )
 def test_invalid_values_exit_2_with_one_line(capsys, tmp_path, model_path, arguments, message):
@@ -141,3 +148,29 @@ def test_no_tensorrt_exits_1_without_a_traceback(tmp_path, model_path):
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert os.listdir(tmp_path) == ["cnn.onnx"]
+
+
+def test_the_model_is_never_the_output(capsys, tmp_path, model_path):
+    before = model_path.read_bytes()
+    alias = tmp_path / "alias.onnx"
+    alias.symlink_to(model_path)
+    for output in (model_path, alias):
+        status = main(["build", str(model_path), "-o", str(output), "--shapes", "images:4x3x16x16"])
+        assert status == 2
+        assert "is the model being built" in capsys.readouterr().err
+    assert model_path.read_bytes() == before
+
+
+def test_export_never_overwrites_the_engine_it_reads(capsys, tmp_path):
+    engine_file = pytest.importorskip("trtfast.engine_file")
+    from test_engine_file import sample_info
+
+    info = sample_info()
+    path = tmp_path / "model.engine"
+    engine_file.write(path, info, b"plan bytes")
+    before = path.read_bytes()
+    assert main(["export", str(path), "-o", str(path)]) == 2
+    assert "is the engine being read" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert main(["export", str(path), "-o", str(tmp_path / "model.plan")]) == 0
+    assert (tmp_path / "model.plan").read_bytes() == b"plan bytes"

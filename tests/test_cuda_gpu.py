@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,10 @@ def test_devices_report_properties() -> None:
     for device in devices:
         assert device["name"] and device["total_memory"] > 0
         assert device["compute_capability"][0] >= 5
+        assert device["multiprocessors"] > 0
+        # As nvidia-smi -L writes it.
+        assert re.fullmatch(r"GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", device["uuid"])
+    assert len({device["uuid"] for device in devices}) == len(devices)
     assert cuda.driver_version() >= 1000
 
 

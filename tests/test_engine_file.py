@@ -626,3 +626,25 @@ def test_cli_reports_bad_files_without_a_traceback(tmp_path: Path) -> None:
     missing = run_cli("inspect", str(tmp_path / "missing.engine"))
     assert missing.returncode == 1
     assert "No such file" in missing.stderr
+
+
+def test_where_an_engine_was_built_is_recorded_and_shown(tmp_path: Path) -> None:
+    from test_build import H100_SXM
+
+    environment = {
+        "gpu": H100_SXM,
+        "library": {"parser": 110100, "cuda_major": 13},
+        "trtfast": "1.0.0",
+        "cache_schema": 2,
+    }
+    info = sample_info(environment=environment)
+    engine_file.write(tmp_path / "model.engine", info, fake_plan())
+    read = engine_file.read_info(tmp_path / "model.engine")
+    assert read.environment == environment
+    text = engine_file.summary(read, "model.engine")
+    assert "built on       GPU-00000000-0000-0000-0000-000000000001, 132 SMs, 85.0 GiB" in text
+    assert "built with     ONNX parser 110100, CUDA 13" in text
+    # Files that record none read back with none.
+    assert engine_file.read_info(engine_file.encode(sample_info(), fake_plan())).environment == {}
+    with pytest.raises(ValueError, match="environment"):
+        sample_info(environment={"gpu": float("nan")})

@@ -129,3 +129,43 @@ def test_a_read_only_filesystem_refuses_every_write_cleanly(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("refused: [Errno 30]") == 3, result.stdout
     assert os.listdir(folder) == ["kept"]
+
+
+def test_a_symbolic_link_is_written_through_and_kept(tmp_path):
+    real = tmp_path / "store" / "model.engine"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "model.engine"
+    link.symlink_to(real)
+    _files.atomic_write(link, b"new")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_bytes() == b"new"
+    assert sorted(os.listdir(real.parent)) == ["model.engine"]
+
+
+def test_an_existing_file_keeps_its_mode_and_group(tmp_path):
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    groups = os.getgroups()
+    group = groups[-1] if groups else os.getgid()
+    os.chown(path, -1, group)
+    _files.atomic_write(path, b"new")
+    status = os.stat(path)
+    assert status.st_mode & 0o7777 == 0o640
+    assert status.st_gid == group
+    # A new file gets the umask's mode, as open() gives it.
+    umask = os.umask(0)
+    os.umask(umask)
+    _files.atomic_write(tmp_path / "new.engine", b"new")
+    assert os.stat(tmp_path / "new.engine").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_two_names_of_one_timing_cache_share_one_lock(tmp_path):
+    real = tmp_path / "caches" / "model.timing"
+    real.parent.mkdir()
+    link = tmp_path / "model.timing"
+    link.symlink_to(real)
+    assert TimingCacheFile(link).lock_path == TimingCacheFile(real).lock_path
+    TimingCacheFile(link).save(b"entries", None, None)
+    assert link.is_symlink() and real.read_bytes() == b"entries"

@@ -101,6 +101,34 @@ def test_one_array_positionally_on_sessions_and_engines() -> None:
         two(x)
 
 
+def test_outputs_chooses_what_comes_back() -> None:
+    engine = trtfast.Engine(_testing.two_outputs(features=4))
+    x = np.array([[1, -1, 2, -2], [-1, -1, -1, -1]], np.float32)
+    bias = np.zeros(4, np.float32)
+    with engine.session() as session:
+        assert list(session(x=x, bias=bias)) == ["sum", "positives"]
+        result = session(x=x, bias=bias, outputs=("positives",))
+        assert list(result) == ["positives"] and result["positives"].tolist() == [2, 0]
+        assert list(session({"x": x, "bias": bias}, outputs="sum")) == ["sum"]
+        # The caller's out buffer is written and returned, chosen or not.
+        out = np.empty((2, 4), np.float32)
+        result = session(x=x, bias=bias, out={"sum": out}, outputs=["positives"])
+        assert list(result) == ["sum", "positives"] and result["sum"] is out
+        with pytest.raises(trtfast.InputError, match="unknown output 'boxes'"):
+            session(x=x, bias=bias, outputs=("boxes",))
+        with pytest.raises(trtfast.InputError, match=r"outputs=\('sum',\), not a dict"):
+            session(x=x, bias=bias, outputs={"sum": out})
+        bound = session.bind({"x": x, "bias": bias}, ("sum",))
+        assert list(bound) == ["sum"]
+        assert list(session.run()) == ["sum"]
+        with pytest.raises(trtfast.InputError, match="replays the bound call"):
+            session.run(outputs=("positives",))
+    with engine.session(outputs=("sum",)) as chosen:
+        assert list(chosen(x=x, bias=bias)) == ["sum"]
+        assert list(chosen(x=x, bias=bias, outputs=("positives",))) == ["positives"]
+    assert list(engine(x=x, bias=bias, outputs=("sum",))) == ["sum"]
+
+
 # --- with TensorRT -------------------------------------------------------------------------------
 
 

@@ -81,6 +81,11 @@ def test_several_profiles():
         ({"images": (1.0, 3, 16, 16)}, r"shapes for input 'images' must be"),
         ({"images": (True, 3, 16, 16)}, r"shapes for input 'images' must be"),
         ({"images": 4}, r"shapes for input 'images' must be"),
+        ({"images": ((1, 3, 16, 16), (4, 3, 16, 16), (2**63, 3, 16, 16))},
+         r"shapes for input 'images': 9223372036854775808 does not fit in an int64"),
+        ({"images": (1, 3, 16, 16, 1, 1, 1, 1, 1)},
+         r"shapes for input 'images': 1x3x16x16x1x1x1x1x1 has 9 dimensions; TensorRT takes at "
+         r"most 8"),
     ],
 )  # fmt: skip
 def test_invalid_shapes_name_the_input_and_the_rule(shapes, message):
@@ -205,3 +210,15 @@ def test_command_line_shape_tensor_values():
 def test_invalid_shape_tensor_values_name_the_input_and_the_rule(shapes, message):
     with pytest.raises(ProfileError, match=message):
         resolve(shapes, SHAPE_TENSORS)
+
+
+def test_a_dimension_written_as_minus_one_is_dynamic():
+    """Exporters often write an unnamed dynamic dimension as -1."""
+    model = build_models.cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    inputs = model_inputs(model)
+    assert inputs[0].dims == (None, 3, 16, 16)
+    with pytest.raises(ProfileError, match=r"has dynamic dimension 0 \(unnamed\) and no shapes"):
+        resolve(None, inputs)
+    shapes = ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))
+    assert resolve({"images": shapes}, inputs) == [{"images": shapes}]

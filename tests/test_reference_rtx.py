@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import build_models
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -113,6 +115,36 @@ def test_the_engine_cache_skips_a_second_build(model_folder: Path, tmp_path: Pat
     assert events == []  # nothing was built
     assert again == first
     assert len(os.listdir(tmp_path / "engines")) == 1
+
+
+def test_an_engine_copied_over_a_cache_entry_is_not_returned(
+    model_folder: Path, tmp_path: Path
+) -> None:
+    arguments: dict[str, Any] = {"edition": "rtx", "progress": False}
+    cache = tmp_path / "engines"
+    cnn = reference.build(
+        models.path("cnn", model_folder), cache_dir=cache, shapes=models.shapes("cnn"), **arguments
+    )
+    (entry,) = os.listdir(cache)
+    # The engine records the parser and CUDA of the TensorRT-RTX that built it.
+    assert cnn.environment["library"]["parser"] is not None
+    assert cnn.environment["gpu"] == {}
+    other = reference.build(
+        models.path("mlp", model_folder),
+        output=tmp_path / "mlp.engine",
+        shapes=models.shapes("mlp"),
+        **arguments,
+    )
+    (cache / entry).write_bytes((tmp_path / "mlp.engine").read_bytes())
+    with pytest.warns(trtfast.CacheWarning, match="does not match this build"):
+        again = reference.build(
+            models.path("cnn", model_folder),
+            cache_dir=cache,
+            shapes=models.shapes("cnn"),
+            **arguments,
+        )
+    assert again.model_sha256 == cnn.model_sha256 != other.model_sha256
+    assert trtfast.inspect(cache / entry).model_sha256 == cnn.model_sha256
 
 
 def test_external_weights_are_found_beside_the_model(tmp_path: Path) -> None:
@@ -274,3 +306,65 @@ def test_the_command_line_builds_with_tensorrt_rtx(
     status = cli.main([*arguments, "--edition", "rtx", "--timing-cache", str(tmp_path / "t")])
     assert status == 2
     assert "TensorRT-RTX has no timing cache" in capsys.readouterr().err
+
+
+def test_shape_tensor_inputs_build_with_the_range_of_their_values(tmp_path: Path) -> None:
+    source = tmp_path / "reshape.onnx"
+    onnx.save_model(build_models.reshape_by_input(), str(source))
+    x = ([1, 16], [4, 16], [8, 16])
+    values = {"values": ([1, -1], [4, -1], [8, -1])}
+    info = reference.build(
+        source,
+        edition="rtx",
+        output=tmp_path / "reshape.engine",
+        shapes={"x": x, "target": values},
+        progress=False,
+    )
+    assert [spec.name for spec in info.inputs] == ["x", "target"]
+
+    def build(shapes: Any) -> None:
+        reference.build(
+            source, edition="rtx", output=tmp_path / "refused.engine", shapes=shapes, progress=False
+        )
+
+    hint = r"--shapes target:values=MIN,OPT,MAX"
+    with pytest.raises(trtfast.BuildError, match=r"'target' is a shape tensor .*" + hint):
+        build({"x": x})
+    # Shapes for it (static ones, which a profile leaves out) are no range of values either.
+    with pytest.raises(trtfast.BuildError, match=r"'target' is a shape tensor .*" + hint):
+        build({"x": x, "target": ([2], [2], [2])})
+
+
+def test_shape_tensor_values_make_a_profile_when_every_shape_is_static(tmp_path: Path) -> None:
+    # With no profile, TensorRT would refuse the build: the values' range is only set in one.
+    source = tmp_path / "reshape.onnx"
+    onnx.save_model(build_models.reshape_by_input(batch=4), str(source))
+    output = tmp_path / "reshape.engine"
+    arguments = ["build", str(source), "-o", str(output), "--no-progress", "--edition", "rtx"]
+    assert cli.main([*arguments, "--shapes", "target:values=1x-1,4x16,64x64"]) == 0
+    assert trtfast.inspect(output).inputs[0].shape == (4, 16)
+
+
+def test_errors_logged_on_threads_without_a_collection_reach_every_build_collecting_them() -> None:
+    # A build's worker threads collect nothing of their own; what they log must reach the
+    # BuildError of the build running, not be lost because it was logged on another thread.
+    from trtfast.reference._tensorrt import tensorrt
+
+    trt = tensorrt("rtx")
+    error = trt.module.ILogger.Severity.ERROR
+
+    def worker() -> None:
+        trt.logger.log(error, "logged on a worker thread")
+
+    with trt.errors.collect(any_thread=True) as build, trt.errors.collect() as nested:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        trt.logger.log(error, "logged on the build's thread")
+    assert build == ["logged on a worker thread"]
+    assert nested == ["logged on the build's thread"]
+    with trt.errors.collect() as this_thread_only:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert this_thread_only == []

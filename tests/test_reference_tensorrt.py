@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import build_models
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 
@@ -105,3 +107,15 @@ def test_reference_engine_calls(tmp_path: Path) -> None:
             np.testing.assert_allclose(scores, _expected("mlp", feeds)[0], rtol=1e-3, atol=1e-4)
     with pytest.raises(RuntimeError, match="closed"):
         engine(feeds)
+
+
+def test_both_builders_take_the_value_ranges_of_shape_tensor_inputs(tmp_path: Path) -> None:
+    source = tmp_path / "reshape.onnx"
+    onnx.save_model(build_models.reshape_by_input(), str(source))
+    shapes = {"x": ([1, 16], [4, 16], [8, 16]), "target": {"values": ([1, -1], [4, -1], [8, -1])}}
+    built = trtfast.build(source, output=tmp_path / "core.engine", shapes=shapes, progress=False)
+    referenced = reference.build(
+        source, output=tmp_path / "reference.engine", shapes=shapes, progress=False
+    )
+    assert [spec.name for spec in built.inputs] == ["x", "target"]
+    assert [spec.name for spec in referenced.inputs] == ["x", "target"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from test_build import H100_SXM
 
 import trtfast
-from trtfast import _core
+from trtfast import _core, reference
 from trtfast.engine import _stream_handle, check_compatibility
 
 
@@ -54,6 +56,7 @@ def test_public_api() -> None:
         "graph_cache_size",
         "workers",
         "torch_results",
+        "outputs",
     ]
     assert parameters["torch_results"].default is True
     assert parameters["cuda_graph"].default is True
@@ -396,6 +399,33 @@ def test_other_gpu_is_refused_with_both_capabilities() -> None:
     assert "this device is NVIDIA A10 with compute capability 8.6" in message
 
 
+H100_PCIE = {**H100_SXM, "name": "NVIDIA H100 PCIe", "multiprocessors": 114}
+
+
+def test_another_gpu_model_of_the_same_compute_capability_loads_with_a_warning() -> None:
+    info = _info(environment={"gpu": H100_SXM})
+    here = {**HERE, "gpu_name": H100_PCIE["name"], "gpu": H100_PCIE}
+    with pytest.warns(trtfast.EngineCompatibilityWarning) as caught:
+        check_compatibility(info, source="model.engine", **here)  # type: ignore[arg-type]
+    (message,) = [str(warning.message) for warning in caught]
+    assert "engine 'model.engine' was built for another GPU model" in message
+    assert "name 'NVIDIA H100 80GB HBM3' (here 'NVIDIA H100 PCIe')" in message
+    assert "SM count 132 (here 114)" in message
+    # Another card of the same model: nothing to say.
+    same_model = {**H100_SXM, "uuid": "GPU-00000000-0000-0000-0000-000000000002"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_compatibility(info, **{**HERE, "gpu": same_model})  # type: ignore[arg-type]
+        # A hardware-compatible engine promises to run on other models.
+        check_compatibility(
+            _info(
+                environment={"gpu": H100_SXM},
+                build_options={"hardware_compatibility": "same_compute_capability"},
+            ),
+            **here,  # type: ignore[arg-type]
+        )
+
+
 def test_hardware_compatible_engines_run_on_ampere_and_newer() -> None:
     info = _info(compute_capability=(8, 6), build_options={"hardware_compatibility": "ampere_plus"})
     check_compatibility(info, **HERE)  # type: ignore[arg-type]
@@ -433,9 +463,12 @@ def test_engines_with_host_code_need_permission(tmp_path: Path) -> None:
         trtfast.Engine.load(path.read_bytes())
 
 
-def test_plugin_libraries_to_load_must_exist_and_be_a_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", [trtfast.Engine, reference.Engine], ids=["trtfast", "reference"])
+def test_plugin_libraries_to_load_must_exist_and_be_a_list(
+    engine: type[trtfast.Engine] | type[reference.Engine], tmp_path: Path
+) -> None:
     # Checked first, before the engine file, the TensorRT library or a GPU is touched.
     with pytest.raises(FileNotFoundError, match=r"plugin library .*libmissing\.so does not exist"):
-        trtfast.Engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
+        engine.load(tmp_path / "any.engine", plugins=[tmp_path / "libmissing.so"])
     with pytest.raises(TypeError, match="plugins must be a list of library paths"):
-        trtfast.Engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]
+        engine.load(tmp_path / "any.engine", plugins="libplugin.so")  # type: ignore[arg-type]

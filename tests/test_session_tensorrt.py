@@ -4,7 +4,9 @@ then the same checks the test executor passes on the GPU suite."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,3 +149,29 @@ def test_engine_from_another_tensorrt_is_refused(plan: bytes) -> None:
     stale = dataclasses.replace(info, tensorrt_version="1.0.0", edition="standard", raw_plan=False)
     with pytest.raises(trtfast.EngineCompatibilityError, match=r"built with TensorRT 1\.0\.0"):
         trtfast.Engine.load(engine_file.encode(stale, plan))
+
+
+def test_a_build_records_the_gpu_and_merges_timing_caches_in_its_process(tmp_path: Path) -> None:
+    model = tmp_path / "affine.onnx"
+    model.write_bytes(_affine_model())
+    timing = tmp_path / "affine.timing"
+    arguments: dict[str, Any] = {
+        "shapes": {"x": ((1, FEATURES), (8, FEATURES), (64, FEATURES))},
+        "timing_cache": timing,
+        "progress": False,
+    }
+    info = trtfast.build(model, output=tmp_path / "a.engine", **arguments)
+    gpu = _core.cuda.devices()[0]
+    assert info.environment["gpu"]["uuid"] == gpu["uuid"]
+    assert info.environment["gpu"]["multiprocessors"] == gpu["multiprocessors"]
+    assert (info.gpu_name, info.compute_capability) == (gpu["name"], gpu["compute_capability"])
+    first = timing.read_bytes()
+    # What saving does when another build saved in between: a merge, in a build process.
+    from trtfast.build import _core_plan_builder, check_options
+
+    merged = _core_plan_builder(check_options()).combine_timing_caches([first, first], 0)
+    assert len(merged) >= len(first) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same GPU model: no EngineCompatibilityWarning
+        engine = trtfast.Engine.load(tmp_path / "a.engine")
+    np.testing.assert_allclose(engine(x=_x(8))["y"], _expected(_x(8)), rtol=1e-6)

@@ -53,11 +53,12 @@ void bind_cuda(py::module_& module) {
           entry["compute_capability"] = py::make_tuple(info.compute_major, info.compute_minor);
           entry["total_memory"] = info.total_memory;
           entry["multiprocessors"] = info.multiprocessors;
+          entry["uuid"] = info.uuid;
           result.append(entry);
         }
         return result;
       },
-      "Name, compute capability, memory and multiprocessors of each device.");
+      "Name, compute capability, memory, multiprocessors and UUID of each device.");
 
   m.def("memory_info", &cuda::memory_info, py::arg("device") = 0,
         "(free, total) bytes of the device's memory.");

@@ -13,6 +13,7 @@
 
 #include "bindings.hpp"
 #include "tensors.hpp"
+#include "trtfast/completion.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 #include "trtfast/executor.hpp"
@@ -155,10 +156,16 @@ const py::str& out_name() {
   return *name;
 }
 
+const py::str& outputs_name() {
+  static auto* name = new py::str("outputs");  // never destroyed, as out_name()
+  return *name;
+}
+
 class PySession {
  public:
   PySession(std::shared_ptr<Engine> engine, bool cuda_graph, const std::string& sync,
-            const py::object& stream, std::size_t graph_cache_size, bool torch_results)
+            const py::object& stream, std::size_t graph_cache_size, bool torch_results,
+            const py::object& outputs)
       : torch_results_(torch_results) {
     SessionOptions options;
     options.cuda_graph = cuda_graph;
@@ -187,15 +194,20 @@ class PySession {
     reader_ = std::make_unique<TensorReader>(session_->signature(), session_->device());
     releases_ = std::make_shared<PendingReleases>(session_->device());
     const std::size_t inputs = session_->signature().inputs().size();
-    const std::size_t outputs = session_->signature().outputs().size();
+    const std::size_t count = session_->signature().outputs().size();
     inputs_.resize(inputs);
     present_.assign(inputs, false);
-    outputs_.resize(outputs);
-    pooled_.resize(outputs);
-    results_.resize(outputs);
-    given_.assign(outputs, false);
+    outputs_.resize(count);
+    pooled_.resize(count);
+    results_.resize(count);
+    given_.assign(count, false);
+    session_selected_.assign(count, true);
+    call_selected_.assign(count, true);
+    if (!outputs.is_none()) {
+      select_outputs(outputs, session_selected_);
+    }
     // Each tensor, what owns its memory, and a host copy or mapping copy: no growth per call.
-    keep_.reserve(3 * (inputs + outputs) + 2);
+    keep_.reserve(3 * (inputs + count) + 2);
   }
 
   Session& session() const {
@@ -209,48 +221,12 @@ class PySession {
   // is changed.
   py::object run(PyObject* args, PyObject* kwargs) {
     Session& session = this->session();
-    const Py_ssize_t positional = PyTuple_GET_SIZE(args);
-    if (positional > 1) {
-      throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
-                           std::to_string(positional));
-    }
-    py::object out = py::none();
-    py::object named = py::none();
-    if (kwargs != nullptr && PyDict_GET_SIZE(kwargs) > 0) {
-      named = py::reinterpret_borrow<py::object>(kwargs);
-      const py::str& out_key = out_name();
-      if (PyObject* given = PyDict_GetItemWithError(kwargs, out_key.ptr())) {
-        out = py::reinterpret_borrow<py::object>(given);
-        named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
-        if (!named || PyDict_DelItem(named.ptr(), out_key.ptr()) < 0) {
-          throw py::error_already_set();
-        }
-      } else if (PyErr_Occurred()) {
-        throw py::error_already_set();
-      }
-    }
-    const py::object mapping = positional == 1
-                                   ? py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(args, 0))
-                                   : py::object(py::none());
-    const bool has_inputs =
-        !mapping.is_none() || (!named.is_none() && PyDict_GET_SIZE(named.ptr()) > 0);
-    if (!has_inputs && bound_) {
-      if (!out.is_none()) {
-        throw InputError(
-            "run() without inputs replays the bound call; its outputs were given "
-            "to bind()");
-      }
+    const CallArgs call = parse_call(args, kwargs);
+    if (replays_bound(call)) {
       return run_bound(session);
     }
     CallScope scope(busy_, keep_);
-    settle(session);
-    releases_->poll();  // blocks whose consumers are done go back to the pool first
-    const bool torch_inputs =
-        reader_->read_inputs(mapping, named, inputs_, present_, keep_, session.device_stream());
-    session.prepare(inputs_.data());
-    const bool device_mode = any_device(inputs_);
-    read_outputs(session, out, device_mode, inputs_, outputs_, keep_);
-    take_aliased_inputs(session, mapping, named, outputs_);
+    read_call(session, call);
     try {
       wait_for_producers(session, keep_);
       without_gil([&] { session.execute(inputs_.data(), outputs_.data(), pooled_.data()); });
@@ -260,24 +236,87 @@ class PySession {
       }
       throw;
     }
-    emit_warnings();
-    py::dict result;
-    for (std::size_t j = 0; j < outputs_.size(); ++j) {
-      py::object value = result_object(session, j);
-      if (torch_inputs && made_here(session, j, outputs_[j])) {
-        value = to_torch(value);
-      }
-      if (PyDict_SetItem(result.ptr(), reader_->output_name(static_cast<int>(j)).ptr(),
-                         value.ptr()) < 0) {
-        throw py::error_already_set();
-      }
-      results_[j] = py::none();
-    }
-    return result;
+    return collect(session);
   }
 
+  // An awaitable call's first half, on the event loop's thread: reads the call as run() does
+  // and hands its execution to the session's call thread, which waits for the GPU and then
+  // pushes `token` to `queue`. The session stays busy, holding the call's tensors, until
+  // finish_async() (which the loop calls once it has the token back).
+  void submit_async(PyObject* args, PyObject* kwargs, std::shared_ptr<CompletionQueue> queue,
+                    std::uint64_t token) {
+    Session& session = this->session();
+    const CallArgs call = parse_call(args, kwargs);
+    if (busy_.exchange(true)) {
+      throw Error(kCallRefusal);
+    }
+    try {
+      async_bound_ = replays_bound(call);
+      if (async_bound_) {
+        settle(session);
+        session.prepare(bound_inputs_.data());
+      } else {
+        read_call(session, call);
+        wait_for_producers(session, keep_);
+      }
+      if (!call_thread_) {
+        call_thread_ = std::make_unique<CallThread>();
+      }
+      const TensorArg* inputs = async_bound_ ? bound_inputs_.data() : inputs_.data();
+      const OutputArg* outputs = async_bound_ ? bound_outputs_.data() : outputs_.data();
+      async_error_ = nullptr;
+      call_thread_->post(
+          [this, &session, inputs, outputs] {
+            try {
+              session.execute(inputs, outputs, pooled_.data());
+            } catch (...) {
+              async_error_ = std::current_exception();
+            }
+          },
+          std::move(queue), token);
+    } catch (...) {
+      keep_.clear();
+      busy_.store(false);
+      throw;
+    }
+    async_pending_ = true;
+  }
+
+  py::object finish_async() {
+    if (!async_pending_) {
+      throw Error("_finish_async() answers a call started by _submit_async(), and none is");
+    }
+    async_pending_ = false;
+    // The call's tensors are let go of (its work is over) and the session is free again.
+    struct End {
+      PySession& self;
+      ~End() {
+        self.keep_.clear();
+        self.busy_.store(false);
+      }
+    } end{*this};
+    if (async_error_) {
+      std::exception_ptr error = std::exchange(async_error_, nullptr);
+      std::rethrow_exception(error);
+    }
+    Session& session = this->session();
+    if (async_bound_) {
+      emit_warnings();
+      return bound_result_;
+    }
+    return collect(session);
+  }
+
+  // `outputs`: None, out buffers by name (a mapping), or the names of the outputs to return.
   py::dict bind(const py::object& inputs, const py::object& outputs) {
     Session& session = this->session();
+    py::object buffers = outputs;
+    const std::vector<bool>* selected = &session_selected_;
+    if (!outputs.is_none() && !is_mapping(outputs)) {
+      select_outputs(outputs, call_selected_);
+      selected = &call_selected_;
+      buffers = py::none();
+    }
     CallScope scope(busy_, keep_);
     unbind_now(session);
     bound_inputs_.resize(inputs_.size());
@@ -303,7 +342,8 @@ class PySession {
                          "run(inputs) instead");
       }
     }
-    read_outputs(session, outputs, device_mode, bound_inputs_, bound_outputs_, bound_keep_);
+    read_outputs(session, buffers, device_mode, bound_inputs_, bound_outputs_, bound_keep_,
+                 *selected);
     take_aliased_inputs(session, mapping, py::none(), bound_outputs_);
     wait_for_producers(session, bound_keep_);
     // Outputs the caller did not give get buffers of their own for the binding's lifetime.
@@ -328,7 +368,11 @@ class PySession {
         target.tensor.device = array.device;
         results_[j] = py::cast(std::move(array));
       }
-      bound_keep_.hold(results_[j]);
+      bound_keep_.hold(results_[j]);  // written by every replay, returned or not
+      if (!given_[j] && !(*selected)[j]) {
+        results_[j] = py::none();
+        continue;
+      }
       if (torch_inputs && made_here(session, j, target)) {
         results_[j] = to_torch(results_[j]);  // shares the bound buffer: replays update it
       }
@@ -360,6 +404,7 @@ class PySession {
   }
 
   ~PySession() {
+    call_thread_.reset();  // an awaitable call's work ends first: it uses the session
     // The session waits for work in flight before the tensors that work uses are let go.
     session_.reset();
   }
@@ -389,6 +434,108 @@ class PySession {
     return torch_results_ && !given_[j] &&
            !(target.target == OutputTarget::Pooled &&
              session.signature().aliased_input(static_cast<int>(j)) >= 0);
+  }
+
+  struct CallArgs {
+    py::object mapping;
+    py::object named;
+    py::object out;
+    py::object selection;  // `outputs=`: the names of the outputs to return
+    bool has_inputs = false;
+  };
+
+  // run(inputs=None, /, *, out=None, **named): `args` a tuple, `kwargs` a dict or null; neither
+  // is changed.
+  static CallArgs parse_call(PyObject* args, PyObject* kwargs) {
+    const Py_ssize_t positional = PyTuple_GET_SIZE(args);
+    if (positional > 1) {
+      throw py::type_error("run() takes one positional argument (a dict of inputs), not " +
+                           std::to_string(positional));
+    }
+    CallArgs call{py::none(), py::none(), py::none(), py::none()};
+    if (kwargs != nullptr && PyDict_GET_SIZE(kwargs) > 0) {
+      call.named = py::reinterpret_borrow<py::object>(kwargs);
+      // `out` and `outputs` are the call's own keywords, not inputs: taken out of a copy.
+      for (const py::str* key : {&out_name(), &outputs_name()}) {
+        PyObject* given = PyDict_GetItemWithError(kwargs, key->ptr());
+        if (given == nullptr) {
+          if (PyErr_Occurred()) {
+            throw py::error_already_set();
+          }
+          continue;
+        }
+        (key == &out_name() ? call.out : call.selection) =
+            py::reinterpret_borrow<py::object>(given);
+        if (call.named.ptr() == kwargs) {
+          call.named = py::reinterpret_steal<py::object>(PyDict_Copy(kwargs));
+          if (!call.named) {
+            throw py::error_already_set();
+          }
+        }
+        if (PyDict_DelItem(call.named.ptr(), key->ptr()) < 0) {
+          throw py::error_already_set();
+        }
+      }
+    }
+    if (positional == 1) {
+      call.mapping = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(args, 0));
+    }
+    call.has_inputs =
+        !call.mapping.is_none() || (!call.named.is_none() && PyDict_GET_SIZE(call.named.ptr()) > 0);
+    return call;
+  }
+
+  // The part of a call that reads Python objects (the caller holds busy_).
+  void read_call(Session& session, const CallArgs& call) {
+    settle(session);
+    releases_->poll();  // blocks whose consumers are done go back to the pool first
+    torch_inputs_ = reader_->read_inputs(call.mapping, call.named, inputs_, present_, keep_,
+                                         session.device_stream());
+    session.prepare(inputs_.data());
+    const bool device_mode = any_device(inputs_);
+    selected_ = &session_selected_;
+    if (!call.selection.is_none()) {
+      select_outputs(call.selection, call_selected_);
+      selected_ = &call_selected_;
+    }
+    read_outputs(session, call.out, device_mode, inputs_, outputs_, keep_, *selected_);
+    take_aliased_inputs(session, call.mapping, call.named, outputs_);
+  }
+
+  // After execute: warnings, then the outputs as a dict.
+  py::dict collect(Session& session) {
+    emit_warnings();
+    py::dict result;
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+      if (!given_[j] && !(*selected_)[j]) {
+        pooled_[j] = DeviceOutput{};  // its block goes back to the pool
+        results_[j] = py::none();
+        continue;
+      }
+      py::object value = result_object(session, j);
+      if (torch_inputs_ && made_here(session, j, outputs_[j])) {
+        value = to_torch(value);
+      }
+      if (PyDict_SetItem(result.ptr(), reader_->output_name(static_cast<int>(j)).ptr(),
+                         value.ptr()) < 0) {
+        throw py::error_already_set();
+      }
+      results_[j] = py::none();
+    }
+    return result;
+  }
+
+  // True for a replay of the bound call; refuses outputs given to one.
+  bool replays_bound(const CallArgs& call) const {
+    if (call.has_inputs || !bound_) {
+      return false;
+    }
+    if (!call.out.is_none() || !call.selection.is_none()) {
+      throw InputError(
+          "run() without inputs replays the bound call; its outputs were given "
+          "to bind()");
+    }
+    return true;
   }
 
   static bool any_device(const std::vector<TensorArg>& inputs) {
@@ -443,11 +590,31 @@ class PySession {
     }
   }
 
+  // Marks the outputs that `names` (one name or an iterable of names) names.
+  void select_outputs(const py::object& names, std::vector<bool>& selected) const {
+    std::fill(selected.begin(), selected.end(), false);
+    if (PyUnicode_Check(names.ptr())) {
+      selected[static_cast<std::size_t>(reader_->output_index(names))] = true;
+      return;
+    }
+    if (is_mapping(names) || !py::isinstance<py::iterable>(names)) {
+      const std::vector<TensorInfo>& outputs = reader_->signature().outputs();
+      const std::string example = outputs.empty() ? "y" : outputs[0].name;
+      throw InputError("outputs= takes the names of the outputs to return, such as outputs=('" +
+                       example + "',), not a " +
+                       py::str(py::type::of(names).attr("__name__")).cast<std::string>());
+    }
+    for (const py::handle name : names) {
+      selected[static_cast<std::size_t>(reader_->output_index(name))] = true;
+    }
+  }
+
   // Outputs follow the inputs: host arrays in, numpy out; any device array in, device arrays out.
-  // An output that shares memory with an input follows that input.
+  // An output that shares memory with an input follows that input. One that is not `selected`
+  // (and not given in `out`) goes to a pooled device block and is never copied to the host.
   void read_outputs(Session& session, const py::object& out, bool device_mode,
                     const std::vector<TensorArg>& inputs, std::vector<OutputArg>& targets,
-                    Keep& keep) {
+                    Keep& keep, const std::vector<bool>& selected) {
     std::fill(given_.begin(), given_.end(), false);
     if (!out.is_none()) {
       py::dict given;
@@ -479,7 +646,7 @@ class PySession {
       const int aliased = session.signature().aliased_input(static_cast<int>(j));
       const bool device_result =
           aliased >= 0 ? inputs[static_cast<std::size_t>(aliased)].location == Location::Device
-                       : device_mode;
+                       : device_mode || !selected[j];
       if (device_result) {
         target.target = OutputTarget::Pooled;
         continue;
@@ -585,6 +752,8 @@ class PySession {
   }
 
   bool torch_results_;
+  bool torch_inputs_ = false;                    // this call's inputs were torch tensors
+  const std::vector<bool>* selected_ = nullptr;  // this call's outputs to return
   std::unique_ptr<Session> session_;
   std::unique_ptr<TensorReader> reader_;
   std::atomic<bool> busy_{false};
@@ -598,6 +767,8 @@ class PySession {
   std::vector<DeviceOutput> pooled_;
   std::vector<py::object> results_;
   std::vector<bool> given_;
+  std::vector<bool> session_selected_;  // the session's outputs= (all by default)
+  std::vector<bool> call_selected_;     // a call's or bind()'s outputs=
   Keep keep_;
   // The bound call.
   bool bound_ = false;
@@ -605,6 +776,11 @@ class PySession {
   std::vector<OutputArg> bound_outputs_;
   py::dict bound_result_;
   Keep bound_keep_;
+  // Awaitable calls: the thread that runs them, the running call's error, whether it is bound.
+  std::unique_ptr<CallThread> call_thread_;
+  std::exception_ptr async_error_;
+  bool async_bound_ = false;
+  bool async_pending_ = false;
 };
 
 // CPython's call slot for `session(...)`, the most frequent entry: it reaches run() without a
@@ -682,17 +858,28 @@ void bind_session(py::module_& module) {
       "thread at a time. Ctrl-C interrupts a call's wait for the GPU within about 20 ms with "
       "sync='spin'; with sync='blocking' it takes effect when the GPU work ends.")
       .def(py::init<std::shared_ptr<Engine>, bool, const std::string&, const py::object&,
-                    std::size_t, bool>(),
+                    std::size_t, bool, const py::object&>(),
            py::arg("engine"), py::arg("cuda_graph") = true, py::arg("sync") = "spin",
            py::arg("stream") = py::none(), py::arg("graph_cache_size") = 16,
-           py::arg("torch_results") = true)
+           py::arg("torch_results") = true, py::arg("outputs") = py::none())
       .def(
           "run",
           [](PySession& session, const py::args& args, const py::kwargs& kwargs) {
             return session.run(args.ptr(), kwargs.ptr());
           },
-          "run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): "
-          "replays the bound call. session(...) is the same call.")
+          "run(inputs=None, /, *, out=None, outputs=None, **named) -> dict. outputs: the names "
+          "of the outputs to return (the others are not copied to the host). Without inputs "
+          "after bind(): replays the bound call. session(...) is the same call.")
+      .def(
+          "_submit_async",
+          [](PySession& session, std::shared_ptr<CompletionQueue> queue, std::uint64_t token,
+             const py::args& args, const py::kwargs& kwargs) {
+            session.submit_async(args.ptr(), kwargs.ptr(), std::move(queue), token);
+          },
+          py::arg("queue"), py::arg("token"),
+          "Starts an awaitable call (trtfast.Session.run_async): `token` reaches `queue` when "
+          "its work is done; then _finish_async() returns its outputs or raises its error.")
+      .def("_finish_async", &PySession::finish_async)
       .def("bind", &PySession::bind, py::arg("inputs"), py::arg("outputs") = py::none())
       .def("unbind", &PySession::unbind)
       .def("close", &PySession::close)

@@ -725,8 +725,6 @@ void TensorReader::read(py::handle value, const TensorInfo& info, bool is_output
   read_numpy(py::reinterpret_borrow<py::array>(array), info, is_output, arg, keep);
 }
 
-namespace {
-
 bool is_mapping(py::handle value) {
   static auto* mapping_type =  // never destroyed: outlives the interpreter's teardown
       new py::object(py::module_::import("collections.abc").attr("Mapping"));
@@ -736,6 +734,8 @@ bool is_mapping(py::handle value) {
   }
   return result == 1;
 }
+
+namespace {
 
 bool is_identifier(const std::string& name) {
   return py::str(name).attr("isidentifier")().cast<bool>();
@@ -836,6 +836,14 @@ py::object to_torch(py::handle result) {
   }
   if (py::isinstance<DeviceArray>(result)) {
     return torch->from_dlpack(result);
+  }
+  // torch.from_numpy knows no ml_dtypes types: their bits, viewed as torch's type.
+  const std::string dtype = py::str(result.attr("dtype").attr("name"));
+  for (const auto& [name, bits] : {std::pair{"bfloat16", "int16"}, {"float8_e4m3fn", "uint8"}}) {
+    if (dtype == name) {
+      return torch->from_numpy(result.attr("view")(bits))
+          .attr("view")(py::module_::import("torch").attr(name));
+    }
   }
   return torch->from_numpy(result);
 }

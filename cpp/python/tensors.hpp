@@ -98,6 +98,9 @@ pybind11::array new_numpy(const pybind11::object& dtype, const Dims& shape);
 
 // numpy's dtype for a DataType; None where numpy (with ml_dtypes, if installed) has none.
 pybind11::object numpy_dtype(DataType dtype);
+// True for a collections.abc.Mapping (dicts included).
+bool is_mapping(pybind11::handle value);
+
 // A result (numpy array or DeviceArray) as a torch tensor sharing its memory.
 pybind11::object to_torch(pybind11::handle result);
 

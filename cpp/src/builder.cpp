@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -456,16 +457,44 @@ std::string shape_tensor_hint(const std::string& name) {
          "': {'values': (min, opt, max)}} or --shapes " + name + ":values=MIN,OPT,MAX";
 }
 
+#if NV_TENSORRT_MAJOR < 11
+// IOptimizationProfile::setShapeValuesV2 is "Added in TensorRT 10.11" (NvInferImpl.h, v10.16): an
+// older 10.x library's virtual table has no such entry, so it takes the int32 setShapeValues.
+constexpr int kShapeValuesV2Since = 101100;
+
+bool set_int32_shape_values(nvinfer1::IOptimizationProfile& profile, const std::string& where,
+                            const std::string& name, nvinfer1::OptProfileSelector select,
+                            const std::vector<std::int64_t>& values) {
+  std::vector<std::int32_t> narrow;
+  for (const std::int64_t value : values) {
+    if (value < std::numeric_limits<std::int32_t>::min() ||
+        value > std::numeric_limits<std::int32_t>::max()) {
+      throw BuildError(where + ": the value " + std::to_string(value) +
+                       " does not fit in int32, and TensorRT libraries before 10.11 take shape-"
+                       "tensor values as int32");
+    }
+    narrow.push_back(static_cast<std::int32_t>(value));
+  }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  return profile.setShapeValues(name.c_str(), select, narrow.data(),
+                                static_cast<int32_t>(narrow.size()));
+#pragma GCC diagnostic pop
+}
+#endif
+
 // A shape-tensor input's values decide shapes, so TensorRT needs their range in every profile
-// (NvInferRuntime.h, IOptimizationProfile::setShapeValuesV2: one value per element, row-major).
+// (NvInferRuntime.h, IOptimizationProfile::setShapeValuesV2: one value per element, row-major,
+// at least one element).
 void set_shape_values(nvinfer1::IOptimizationProfile& profile, std::size_t index,
-                      const IOTensorSpec& input, const ShapeRange& range) {
+                      const IOTensorSpec& input, const ShapeRange& range, int library_version) {
   const std::string where =
       "optimization profile " + std::to_string(index) + ", input '" + input.name + "'";
-  if (is_dynamic(input.shape) || input.shape.size() > 1) {
+  if (is_dynamic(input.shape) || input.shape.size() > 1 ||
+      (input.shape.size() == 1 && input.shape[0] < 1)) {
     throw BuildError(where + " is a shape tensor of shape " + format_shape(input.shape) +
-                     "; only shape tensors of a fixed shape with at most one dimension are "
-                     "supported");
+                     "; only shape tensors of a fixed shape with at most one dimension and at "
+                     "least one value are supported");
   }
   const std::size_t count = input.shape.empty() ? 1 : static_cast<std::size_t>(input.shape[0]);
   for (const auto* values : {&range.min, &range.opt, &range.max}) {
@@ -483,13 +512,24 @@ void set_shape_values(nvinfer1::IOptimizationProfile& profile, std::size_t index
                        format_shape(range.max));
     }
   }
+  const std::pair<nvinfer1::OptProfileSelector, const std::vector<std::int64_t>*> selections[] = {
+      {nvinfer1::OptProfileSelector::kMIN, &range.min},
+      {nvinfer1::OptProfileSelector::kOPT, &range.opt},
+      {nvinfer1::OptProfileSelector::kMAX, &range.max}};
   LoggedErrors errors;
-  const auto n = static_cast<int32_t>(count);
-  const char* name = input.name.c_str();
-  const bool accepted =
-      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kMIN, range.min.data(), n) &&
-      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kOPT, range.opt.data(), n) &&
-      profile.setShapeValuesV2(name, nvinfer1::OptProfileSelector::kMAX, range.max.data(), n);
+  bool accepted = true;
+  for (const auto& [select, values] : selections) {
+#if NV_TENSORRT_MAJOR < 11
+    if (library_version < kShapeValuesV2Since) {
+      accepted = accepted && set_int32_shape_values(profile, where, input.name, select, *values);
+      continue;
+    }
+#else
+    (void)library_version;  // every 11.x library has setShapeValuesV2
+#endif
+    accepted = accepted && profile.setShapeValuesV2(input.name.c_str(), select, values->data(),
+                                                    static_cast<int32_t>(count));
+  }
   if (!accepted || !errors.empty()) {
     throw BuildError("TensorRT refused the values of shape-tensor input '" + input.name +
                      "' in optimization profile " + std::to_string(index) + ": " +
@@ -499,7 +539,8 @@ void set_shape_values(nvinfer1::IOptimizationProfile& profile, std::size_t index
 
 void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                   const nvinfer1::INetworkDefinition& network,
-                  const std::vector<IOTensorSpec>& inputs, const BuildOptions& options) {
+                  const std::vector<IOTensorSpec>& inputs, const BuildOptions& options,
+                  int library_version) {
   auto is_shape_tensor = [&](const IOTensorSpec& input) {
     const auto position = static_cast<int32_t>(&input - inputs.data());
     return network.getInput(position)->isShapeTensor();
@@ -544,7 +585,7 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
       }
       covered.insert(name);
       if (range.values) {
-        set_shape_values(*profile, index, *input, range);
+        set_shape_values(*profile, index, *input, range, library_version);
         continue;
       }
       check_range(index, *input, range);
@@ -555,7 +596,7 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::IBuilderConfig& config,
                                                    to_dims(range.opt)) &&
                             profile->setDimensions(name.c_str(), nvinfer1::OptProfileSelector::kMAX,
                                                    to_dims(range.max));
-      if (!accepted) {
+      if (!accepted || !errors.empty()) {
         throw BuildError("TensorRT refused the shapes of input '" + name +
                          "' in optimization profile " + std::to_string(index) + ": " +
                          (errors.empty() ? "no reason given" : errors.joined()));
@@ -797,6 +838,9 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
   require_full_library(library);
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
+  // Registering plugins needs no device (trtexec does it first thing), so a missing plugin library
+  // is named even where no GPU is.
+  require_standard_plugins(library);
   require_device();
   const cuda::DeviceScope device_scope(options.device);
 
@@ -805,7 +849,6 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   // Errors that TensorRT's worker threads log during the build reach its BuildError too.
   LoggedErrors build_errors(LoggedErrors::Scope::AnyThread);
 
-  require_standard_plugins(library);
   // As in trtexec's BuildEnvironment, factories outlive what they made: builder, then config,
   // network and parser, destroyed in reverse order (the parser before the network).
   std::unique_ptr<nvinfer1::IBuilder> builder = create_builder(library);
@@ -847,7 +890,7 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   result.outputs = network_outputs(*network);
 
   configure(*config, options, plugins_to_serialize);
-  add_profiles(*builder, *config, *network, result.inputs, options);
+  add_profiles(*builder, *config, *network, result.inputs, options, library.version());
   // Made by the config, so destroyed before it.
   std::unique_ptr<nvinfer1::ITimingCache> timing_cache =
       attach_timing_cache(*config, options.timing_cache);

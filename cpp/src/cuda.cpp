@@ -73,6 +73,24 @@ std::string unavailable_reason() {
   return count == 0 ? "no CUDA device found" : "";
 }
 
+namespace {
+
+std::string format_uuid(const cudaUUID_t& uuid) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string text = "GPU-";
+  for (std::size_t i = 0; i < sizeof(uuid.bytes); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) {
+      text += '-';
+    }
+    const auto byte = static_cast<unsigned char>(uuid.bytes[i]);
+    text += digits[byte >> 4U];
+    text += digits[byte & 0xFU];
+  }
+  return text;
+}
+
+}  // namespace
+
 DeviceInfo device_info(int device) {
   check_device_index(device);
   cudaDeviceProp props{};
@@ -84,6 +102,7 @@ DeviceInfo device_info(int device) {
   info.compute_minor = props.minor;
   info.total_memory = props.totalGlobalMem;
   info.multiprocessors = props.multiProcessorCount;
+  info.uuid = format_uuid(props.uuid);
   return info;
 }
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError
@@ -57,6 +57,23 @@ def build_plan(
     Progress events and the records of the ``trtfast`` loggers come back as they happen;
     ``progress`` runs here, and its answer goes back to the build.
     """
+    # The model and the plan travel as raw bytes: no pickled copy of either.
+    result, plan = _run(("build", make_builder, options, _logging_levels()), [onnx], progress)
+    return {**result, "plan": plan}
+
+
+def combine_timing_caches(
+    make_builder: Callable[[], PlanBuilder], caches: Sequence[bytes], device: int
+) -> bytes:
+    """``make_builder().combine_timing_caches(caches, device)`` in a child process: combining
+    creates a TensorRT builder and a CUDA context, which the caller's process is spared."""
+    request = ("combine", make_builder, {"device": device, "count": len(caches)})
+    _, combined = _run((*request, _logging_levels()), list(caches), lambda *event: True)
+    return combined
+
+
+def _run(request: tuple[Any, ...], blobs: list[bytes], progress: Progress) -> tuple[Any, bytes]:
+    """Send ``request`` and ``blobs`` to a new child; its result and the bytes that follow it."""
     ours, theirs = socket.socketpair()
     try:
         child = _start(theirs)
@@ -68,8 +85,7 @@ def build_plan(
     channel = _Channel(ours)
     try:
         try:
-            # The model and the plan travel as raw bytes: no pickled copy of either.
-            channel.send(("build", make_builder, options, _logging_levels()), onnx)
+            channel.send(request, *blobs)
             return _serve_build(channel, progress)
         except (BrokenPipeError, ConnectionResetError, _Closed):
             raise BuildError(f"the build process ended unexpectedly ({_ending(child)})") from None
@@ -82,7 +98,7 @@ def build_plan(
         _reap(child)
 
 
-def _serve_build(channel: _Channel, progress: Progress) -> dict[str, Any]:
+def _serve_build(channel: _Channel, progress: Progress) -> tuple[Any, bytes]:
     """Answer the child's messages until its result, or its error, arrives."""
     while True:
         message = channel.receive()
@@ -93,8 +109,7 @@ def _serve_build(channel: _Channel, progress: Progress) -> dict[str, Any]:
             _, name, level, text = message
             logging.getLogger(name).log(level, "%s", text)
         elif kind == "result":
-            result: dict[str, Any] = message[1]
-            return {**result, "plan": channel.receive_bytes()}
+            return message[1], channel.receive_bytes()
         else:  # "error"
             error: BaseException = message[1]
             raise error
@@ -194,24 +209,33 @@ class _Channel:
 
 
 def serve(descriptor: int) -> None:
-    """The child's main: one build request in; its events, then its result, out."""
+    """The child's main: one request (a build, or a combination of timing caches) in; its
+    events, then its result, out."""
     _end_with_parent()
     channel = _Channel(socket.socket(fileno=descriptor))
     try:
-        _, make_builder, options, levels = channel.receive()
-        onnx = channel.receive_bytes()
+        kind, make_builder, options, levels = channel.receive()
+        if kind == "build":
+            onnx = channel.receive_bytes()
+        else:  # "combine"
+            caches = [channel.receive_bytes() for _ in range(options["count"])]
 
         def progress(event: str, phase: str, step: int, total: int) -> bool:
             return bool(channel.ask(("progress", event, phase, step, total)))
 
         with _forwarding_logs(channel, levels):
             try:
-                result = make_builder().build_plan(onnx, options, progress)
+                builder = make_builder()
+                if kind == "build":
+                    result = builder.build_plan(onnx, options, progress)
+                    answer = result.pop("plan")
+                else:
+                    answer = builder.combine_timing_caches(caches, options["device"])
+                    result = {}
             except BaseException as error:  # every failure goes to the parent
                 channel.send(("error", _portable(error)))
             else:
-                plan = result.pop("plan")
-                channel.send(("result", result), plan)
+                channel.send(("result", result), answer)
     except (_Closed, BrokenPipeError, ConnectionResetError):
         pass  # the parent is gone or gave up: nobody is left to tell
     finally:

@@ -16,7 +16,7 @@ _LEVELS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, loggi
 tensorrt_logger = logging.getLogger("trtfast.tensorrt")
 
 
-def _package_folder(package: str) -> str:
+def package_folder(package: str) -> str:
     # find_spec locates the package without running its __init__, which would load every
     # library in it.
     spec = importlib.util.find_spec(package)
@@ -32,7 +32,7 @@ def tensorrt_library() -> _core.TensorRTLibrary:
     ``tensorrt_libs`` (full) and ``tensorrt_lean_libs`` (lean runtime), then the system loader
     path. Raises TensorRTUnavailableError listing every place searched and how to fix it.
     """
-    folders = [(package, _package_folder(package), kind) for package, kind in _PACKAGES]
+    folders = [(package, package_folder(package), kind) for package, kind in _PACKAGES]
     return _core.find_tensorrt_library(folders)
 
 

@@ -661,9 +661,9 @@ class _Collector:
                 previous = bound
             buckets.append(("+Inf", cumulative))
             sizes.add_metric(labels, buckets, sum_value=snapshot["rows"])
-            for key, family in times.items():
+            for key, timing in times.items():
                 samples = snapshot[key]
-                family.add_metric(
+                timing.add_metric(
                     labels,
                     [
                         ("+Inf" if bound == float("inf") else repr(bound), count)

@@ -469,7 +469,7 @@ def _floor_rows(
     notes: list[str],
 ) -> list[Row]:
     try:
-        from . import _testing  # type: ignore[attr-defined]
+        from . import _testing  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         notes.append(
             "floor not measured: trtfast._testing was not built (it needs nvcc when trtfast is "

@@ -8,22 +8,27 @@ every file is written whole or not at all.
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
+import platform
 import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from . import _build_process, _core
 from ._choices import HARDWARE_COMPATIBILITY
 from ._files import atomic_write
-from ._library import tensorrt_library
+from ._library import package_folder, tensorrt_library
 from .errors import (
     BuildError,
     BuildOptionError,
@@ -57,8 +62,9 @@ PathArgument = str | os.PathLike[str]
 ProgressCallback = Callable[[str, str, int, int], Any]
 
 OPTIMIZATION_LEVELS = range(6)
-# Bumped when anything trtfast does to a model before TensorRT changes what an engine holds.
-_CACHE_SCHEMA = 1
+# Bumped whenever preparation or option handling changes what an engine built from the same
+# request holds, so that the engine cache never returns an engine built the old way.
+CACHE_SCHEMA = 2
 
 logger = logging.getLogger("trtfast.build")
 
@@ -87,14 +93,24 @@ def parse_workspace(value: int | str | None) -> int | None:
                 f"workspace {value!r} has an unknown unit {match.group(2)!r}; use B, KiB, MiB, "
                 "GiB, TiB (or KB, MB, GB, TB)"
             )
-        size = int(float(match.group(1)) * unit)
+        size = int(Decimal(match.group(1)) * unit)  # exact, and no float overflow
     else:
         raise BuildOptionError(
             f"workspace must be a number of bytes or a size like '4GiB' or '512MiB', not {value!r}"
         )
     if size < 1:
         raise BuildOptionError(f"workspace must be at least 1 byte, got {value!r}")
+    if size > _MAX_WORKSPACE:
+        raise BuildOptionError(
+            f"workspace {value!r} is more than TensorRT can take ({_MAX_WORKSPACE} bytes, 8 EiB)"
+        )
     return size
+
+
+# TensorRT takes memory-pool limits as a size_t; beyond an int64 no machine has the memory.
+_MAX_WORKSPACE = 2**63 - 1
+# CUDA numbers devices with an int.
+_MAX_DEVICE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -165,8 +181,10 @@ def check_options(
         if not path.is_file():
             raise BuildOptionError(f"plugin library {os.fspath(plugin)!r} does not exist")
         plugin_paths.append(str(path.resolve()))
-    if not isinstance(device, int) or isinstance(device, bool) or device < 0:
-        raise BuildOptionError(f"device must be a GPU index (an int >= 0), not {device!r}")
+    if not isinstance(device, int) or isinstance(device, bool) or not 0 <= device <= _MAX_DEVICE:
+        raise BuildOptionError(
+            f"device must be a GPU index (an int from 0 to {_MAX_DEVICE}), not {device!r}"
+        )
     return BuildOptions(
         precision=normalize_precision(precision),
         workspace=parse_workspace(workspace),
@@ -184,15 +202,18 @@ def cache_key(
     options: BuildOptions,
     shape_profiles: Sequence[Profile],
     tensorrt_version: str,
-    compute_capability: tuple[int, int],
+    target: dict[str, Any],
     edition: str = "standard",
+    library: dict[str, Any] | None = None,
 ) -> str:
-    """Engine-cache key: equal exactly when the model, the options, the TensorRT edition and
-    version, the GPU's compute capability and the trtfast version are. The plugins' contents
-    count, not only their paths. The device index and the timing cache do not: they change
-    neither what the engine computes nor where it runs."""
+    """Engine-cache key: equal exactly when the model, the options, the TensorRT edition,
+    version and library (ONNX parser version, CUDA major of the TensorRT build), what the engine
+    is specific to of the GPU (``target_key``), the host platform, the trtfast version and
+    ``CACHE_SCHEMA`` are. The plugins' contents count, not only their paths. The device index
+    and the timing cache do not: they change neither what the engine computes nor where it
+    runs."""
     material = {
-        "schema": _CACHE_SCHEMA,
+        "schema": CACHE_SCHEMA,
         "trtfast": _core.build_info()["version"],
         "model": model_sha256,
         "options": {
@@ -204,10 +225,29 @@ def cache_key(
         "profiles": as_options(shape_profiles),
         "tensorrt": tensorrt_version,
         "edition": edition,
-        "compute_capability": list(compute_capability),
+        "library": library or {},
+        "target": target_key(target, options.hardware_compatibility),
+        "platform": platform.machine(),
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def target_key(target: dict[str, Any], hardware_compatibility: str | None) -> dict[str, Any]:
+    """What of the GPU an engine is specific to. Without hardware compatibility that is the GPU
+    model: its name, compute capability, number of SMs (MIG slices of one GPU differ) and memory
+    (TensorRT's default workspace); "same_compute_capability" promises the compute capability,
+    "ampere_plus" every GPU from Ampere on. {} for an engine tied to no GPU (TensorRT-RTX)."""
+    if not target:
+        return {}
+    if hardware_compatibility == "ampere_plus":
+        return {}
+    if hardware_compatibility == "same_compute_capability":
+        return {"compute_capability": list(target["compute_capability"])}
+    return {key: target[key] for key in _GPU_MODEL}
+
+
+_GPU_MODEL = ("name", "compute_capability", "multiprocessors", "total_memory")
 
 
 def _file_sha256(path: str) -> str:
@@ -227,21 +267,23 @@ class TimingCacheFile:
 
     Saving holds a lock file beside the cache, merges what other builds wrote since this one
     loaded, then replaces the file atomically. Loading needs no lock: the file is only ever
-    replaced whole. Both raise OSError where the file cannot be read or written.
+    replaced whole. Both raise OSError where the file cannot be read or written. Creating one
+    raises ImportError when filelock is missing, so that a build is refused before it starts.
     """
 
     def __init__(self, path: PathArgument) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.filelock = _filelock()
+
+    @property
+    def lock_path(self) -> Path:
+        # The real path: two builds reaching one cache through different names (a symbolic
+        # link) must exclude each other. Resolved when saving, since the link may change.
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + ".lock")
 
     def _lock(self) -> Any:
-        try:
-            import filelock
-        except ImportError as error:
-            raise ImportError(
-                f"sharing a timing cache needs filelock ({error}): pip install 'trtfast[build]'"
-            ) from error
-        return filelock.FileLock(str(self.lock_path))
+        return self.filelock.FileLock(str(self.lock_path))
 
     def load(self) -> bytes | None:
         try:
@@ -266,6 +308,16 @@ class TimingCacheFile:
                 else:
                     logger.info("timing cache %s changed during the build; replaced", self.path)
             atomic_write(self.path, cache)
+
+
+def _filelock() -> Any:
+    try:
+        import filelock
+    except ImportError as error:
+        raise ImportError(
+            f"sharing a timing cache needs filelock ({error}): pip install 'trtfast[build]'"
+        ) from error
+    return filelock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,16 +414,22 @@ class PlanBuilder(Protocol):
     #: networks take their types from the model, so reduced precision converts the model
     strongly_typed: bool
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
-        """The GPU name and compute capability an engine built for ``device`` is for; ("",
-        (0, 0)) for an engine that is not tied to one GPU."""
+    #: what of the TensorRT library changes a plan beyond its version: {"parser": the ONNX
+    #: parser's version, "cuda_major": the CUDA major the library was built for}, None where
+    #: not known
+    library: dict[str, Any]
+
+    def target(self, device: int) -> dict[str, Any]:
+        """The GPU an engine built for ``device`` is for, as ``gpu_identity`` describes it; {}
+        for an engine that is not tied to one GPU."""
         ...
 
     def build_plan(
         self, onnx: bytes, options: dict[str, Any], progress: Callable[[str, str, int, int], bool]
     ) -> dict[str, Any]:
         """``_core.build_plan``'s contract: options and the result as that function takes and
-        returns them."""
+        returns them, plus "device": ``target(options["device"])`` as seen where the plan was
+        built."""
         ...
 
     def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
@@ -393,8 +451,9 @@ class ChildProcessPlanBuilder:
         self.edition = self.local.edition
         self.tensorrt_version = self.local.tensorrt_version
         self.strongly_typed = self.local.strongly_typed
+        self.library = self.local.library
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+    def target(self, device: int) -> dict[str, Any]:
         return self.local.target(device)
 
     def build_plan(
@@ -403,7 +462,7 @@ class ChildProcessPlanBuilder:
         return _build_process.build_plan(self.make, onnx, options, progress)
 
     def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
-        return self.local.combine_timing_caches(caches, device)
+        return _build_process.combine_timing_caches(self.make, caches, device)
 
 
 class _CorePlanBuilder:
@@ -412,20 +471,22 @@ class _CorePlanBuilder:
     edition = "standard"
 
     def __init__(self, library: Any) -> None:
-        self.library = library
         self.tensorrt_version = str(library.version)
         self.strongly_typed = int(self.tensorrt_version.split(".")[0]) >= 11
+        self.library = library_identity(os.path.dirname(str(library.path)), "tensorrt_libs")
+        self.loaded = library
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
-        return gpu_target(device)
+    def target(self, device: int) -> dict[str, Any]:
+        return gpu_identity(device)
 
     def build_plan(
         self, onnx: bytes, options: dict[str, Any], progress: Callable[[str, str, int, int], bool]
     ) -> dict[str, Any]:
-        return dict(_core.build_plan(self.library, onnx, options, progress))
+        result = dict(_core.build_plan(self.loaded, onnx, options, progress))
+        return {**result, "device": self.target(options["device"])}
 
     def combine_timing_caches(self, caches: Sequence[bytes], device: int) -> bytes:
-        return bytes(_core.combine_timing_caches(self.library, list(caches), device))
+        return bytes(_core.combine_timing_caches(self.loaded, list(caches), device))
 
 
 def _core_builder_here() -> PlanBuilder:
@@ -511,9 +572,10 @@ def build(
         Static inputs need none; symbolic dimensions shared with a given input are derived.
     workspace: the builder's workspace limit, in bytes or as a size like "4GiB".
     timing_cache: a timing-cache file, loaded before and merged after the build (safe to share
-        between concurrent builds).
-    cache_dir: engine cache: a build with the same model, options, TensorRT version and GPU
-        compute capability reuses the engine stored there.
+        between concurrent builds; needs filelock).
+    cache_dir: engine cache: a build with the same model, options, trtfast and TensorRT
+        library, and GPU model (or what ``hardware_compatibility`` promises) reuses the engine
+        stored there, once its header has been checked against the request.
     optimization_level: TensorRT's builder optimization level, 0 to 5.
     version_compatible: build an engine later TensorRT versions can run.
     hardware_compatibility: None, "ampere_plus" or "same_compute_capability".
@@ -582,6 +644,8 @@ def build_with(
         prepare=prepare,
     )
     output_path = _output_path(output)
+    if output_path is not None and isinstance(model, (str, os.PathLike)):
+        refuse_overwriting(model, output_path, "the model being built")
     cache_folder = _folder_option(cache_dir, "cache_dir")
     timing = None if timing_cache is None else _timing_cache_option(timing_cache)
     reporter = _Progress(progress)
@@ -598,18 +662,11 @@ def build_with(
         # Imported when a build runs, so the rest of this module works without it.
         from .engine_file import encode, read_info, write
 
+        request = _Request(loaded.sha256, options, strongly_typed, shape_profiles, builder, target)
         cached = None
         if cache_folder is not None:
-            key = cache_key(
-                loaded.sha256,
-                options,
-                shape_profiles,
-                builder.tensorrt_version,
-                target[1],
-                builder.edition,
-            )
-            cached = cache_folder / f"{key}.engine"
-            hit = _cache_lookup(cached)
+            cached = cache_folder / f"{request.cache_key()}.engine"
+            hit = _cache_lookup(cached, request)
             if hit is not None:
                 info, plan = hit
                 if output_path is not None:
@@ -645,6 +702,23 @@ def build_with(
         result, preparation = _build_preparing(
             loaded, options, builder.tensorrt_version, build_plan
         )
+        reporter.step(_PHASE, 2, _STEPS)
+        info = _engine_info(result, request, preparation)
+        if cached is not None and (moved := request.target_differs(info)):
+            _cache_warning(
+                f"the build process built for {moved}, not for the GPU this process sees "
+                "(CUDA_VISIBLE_DEVICES differs?); the engine is returned without being cached"
+            )
+            cached = None
+        plan = bytes(result["plan"])
+        # The engine first: a timing cache that cannot be saved costs a warning, never the
+        # engine already built.
+        written = []
+        if output_path is not None:
+            write(output_path, info, plan)
+            written.append(output_path)
+        if cached is not None and _store_in_cache(cached, info, plan):
+            written.append(cached)
         if timing is not None and result.get("timing_cache"):
             _save_timing_cache(
                 timing,
@@ -652,24 +726,6 @@ def build_with(
                 loaded_cache,
                 lambda theirs, ours: builder.combine_timing_caches([theirs, ours], options.device),
             )
-        reporter.step(_PHASE, 2, _STEPS)
-        info = _engine_info(
-            result,
-            shape_profiles,
-            options,
-            strongly_typed,
-            loaded.sha256,
-            builder.edition,
-            target,
-            preparation,
-        )
-        plan = bytes(result["plan"])
-        written = []
-        if cached is not None and _store_in_cache(cached, info, plan):
-            written.append(cached)
-        if output_path is not None:
-            write(output_path, info, plan)
-            written.append(output_path)
         reporter.step(_PHASE, 3, _STEPS)
         if output_path is None and cache_folder is None:
             return encode(info, plan)
@@ -745,6 +801,19 @@ def _output_path(output: PathArgument | None) -> Path | None:
     return path
 
 
+def refuse_overwriting(source: PathArgument, output: PathArgument, what: str) -> None:
+    """BuildOptionError when ``output`` names the file ``source`` (through any link or name):
+    writing it would destroy the input it is made from."""
+    try:
+        same = os.path.samefile(source, output)
+    except OSError:  # one of them does not exist: nothing to overwrite
+        return
+    if same:
+        raise BuildOptionError(
+            f"output {os.fspath(output)!r} is {what} ({os.fspath(source)!r}); name another file"
+        )
+
+
 def _folder_option(value: PathArgument | None, option: str) -> Path | None:
     if value is None:
         return None
@@ -774,11 +843,33 @@ def _full_library() -> Any:
     return library
 
 
-def gpu_target(device: int) -> tuple[str, tuple[int, int]]:
-    """The name and compute capability of GPU ``device``, for which an engine is built."""
-    gpu = _gpu(device)
-    major, minor = gpu["compute_capability"]
-    return str(gpu["name"]), (int(major), int(minor))
+def gpu_identity(device: int) -> dict[str, Any]:
+    """GPU ``device`` as an engine file records the GPU it was built on (``describe_gpu``)."""
+    from .engine import describe_gpu
+
+    return describe_gpu(_gpu(device))
+
+
+def library_identity(folder: str, package: str) -> dict[str, Any]:
+    """What of the TensorRT library in ``folder`` changes the plans it builds beyond its
+    version: the version of the ONNX parser beside it, and the CUDA major of its build (the
+    cu12 and cu13 wheels of one TensorRT version), read from the name of the pip distribution
+    that ships ``package`` when ``folder`` is that package's. None for what cannot be known (a
+    library installed outside pip)."""
+    parser = None
+    pattern = os.path.join(glob.escape(folder), "lib*onnxparser*.so*")
+    for path in sorted(glob.glob(pattern)) if folder else []:
+        try:
+            parser = int(ctypes.CDLL(path).getNvOnnxParserVersion())
+            break
+        except (OSError, AttributeError):
+            continue
+    cuda_major = None
+    if folder and os.path.realpath(folder) == os.path.realpath(package_folder(package) or "/"):
+        for distribution in importlib.metadata.packages_distributions().get(package, []):
+            if match := re.search(r"cu(\d+)", distribution):
+                cuda_major = int(match.group(1))
+    return {"parser": parser, "cuda_major": cuda_major}
 
 
 def _gpu(device: int) -> dict[str, Any]:
@@ -789,7 +880,117 @@ def _gpu(device: int) -> dict[str, Any]:
     return dict(gpus[device])
 
 
-def _cache_lookup(path: Path) -> tuple[EngineInfo, bytes] | None:
+class _Request:
+    """What a build is asked for, as far as it decides the engine: the engine cache's key, and
+    what a cache entry's header must say to be returned for it."""
+
+    def __init__(
+        self,
+        model_sha256: str,
+        options: BuildOptions,
+        strongly_typed: bool,
+        shape_profiles: Sequence[Profile],
+        builder: PlanBuilder,
+        target: dict[str, Any],
+    ) -> None:
+        self.model_sha256 = model_sha256
+        self.options = options
+        self.shape_profiles = shape_profiles
+        self.tensorrt_version = builder.tensorrt_version
+        self.edition = builder.edition
+        self.library = builder.library
+        self.target = target
+        self.build_options = {
+            **options.as_dict(),
+            "strongly_typed": strongly_typed,
+            "profiles": as_options(shape_profiles),
+        }
+
+    def environment(self, built_on: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "gpu": built_on,
+            "library": self.library,
+            "trtfast": _core.build_info()["version"],
+            "cache_schema": CACHE_SCHEMA,
+        }
+
+    def cache_key(self) -> str:
+        return cache_key(
+            self.model_sha256,
+            self.options,
+            self.shape_profiles,
+            self.tensorrt_version,
+            self.target,
+            self.edition,
+            {**self.library, **_preparation_tools(self.options.prepare)},
+        )
+
+    def target_differs(self, info: EngineInfo) -> str:
+        """The GPU ``info`` was built on, where the engine it holds is not for this request's
+        target; "" where it is."""
+        hardware = self.options.hardware_compatibility
+        built_on = info.environment.get("gpu", {})
+        if target_key(built_on, hardware) == target_key(self.target, hardware):
+            return ""
+        return _describe_gpu(built_on)
+
+    def mismatches(self, info: EngineInfo) -> list[str]:
+        """How a cache entry's header differs from this request; [] when it fits."""
+        found = []
+        expected = {
+            "model_sha256": self.model_sha256,
+            "tensorrt_version": self.tensorrt_version,
+            "edition": self.edition,
+            "library": self.library,
+            "trtfast": _core.build_info()["version"],
+        }
+        have = {
+            "model_sha256": info.model_sha256,
+            "tensorrt_version": info.tensorrt_version,
+            "edition": info.edition,
+            "library": info.environment.get("library"),
+            "trtfast": info.environment.get("trtfast"),
+        }
+        for name, value in expected.items():
+            if have[name] != value:
+                found.append(f"{name} {have[name]!r}, not {value!r}")
+        if moved := self.target_differs(info):
+            found.append(f"built for {moved}, not {_describe_gpu(self.target)}")
+        recorded = {name: info.build_options.get(name) for name in self.build_options}
+        recorded_prepare = info.build_options.get("prepare")
+        if recorded != self.build_options or (
+            not isinstance(recorded_prepare, dict)
+            or recorded_prepare.get("mode") != self.options.prepare
+        ):
+            found.append("other build options")
+        return found
+
+
+def _describe_gpu(gpu: dict[str, Any]) -> str:
+    if not gpu:
+        return "no GPU in particular"
+    major, minor = gpu.get("compute_capability", (0, 0))
+    return (
+        f"{gpu.get('name')} (compute capability {major}.{minor}, {gpu.get('multiprocessors')} "
+        f"SMs, {gpu.get('total_memory')} bytes, {gpu.get('platform')})"
+    )
+
+
+def _preparation_tools(prepare: str) -> dict[str, Any]:
+    """The versions of what preparation runs (its output depends on them); {} when the model is
+    never prepared."""
+    if prepare == "never":
+        return {}
+    tools: dict[str, str | None] = {}
+    for name in ("onnx", "onnx-graphsurgeon", "onnxruntime"):
+        try:
+            tools[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            tools[name] = None
+    return tools
+
+
+def _cache_lookup(path: Path, request: _Request) -> tuple[EngineInfo, bytes] | None:
     from .engine_file import read
 
     if not path.is_file():
@@ -798,6 +999,16 @@ def _cache_lookup(path: Path) -> tuple[EngineInfo, bytes] | None:
         info, plan = read(path)
     except (EngineFormatError, OSError) as error:
         logger.warning("ignoring unreadable engine cache entry %s: %s", path, error)
+        return None
+    mismatches = request.mismatches(info)
+    if mismatches:
+        # A file copied over an entry, or a key that missed something: rebuilt, not returned.
+        _cache_warning(
+            f"the engine cache entry {str(path)!r} does not match this build ("
+            + "; ".join(mismatches)
+            + "); building again",
+            stacklevel=5,
+        )
         return None
     return info, bytes(plan)
 
@@ -812,7 +1023,7 @@ def _store_in_cache(path: Path, info: EngineInfo, plan: bytes) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path, info, plan)
-    except OSError as error:
+    except Exception as error:  # the cache only saves time: the build result is returned
         _cache_warning(
             f"cannot store the engine in the engine cache {str(path.parent)!r}: {error}. "
             "The build result is returned without being cached."
@@ -837,24 +1048,21 @@ def _save_timing_cache(
 ) -> None:
     try:
         timing.save(cache, loaded, merge)
-    except OSError as error:
-        _cache_warning(f"cannot save the timing cache: {error}. This build's timings are not kept.")
+    # A lock, a merge or a file system failing: the cache only saves time.
+    except Exception as error:
+        _cache_warning(
+            f"cannot save the timing cache {str(timing.path)!r}: {error}. This build's timings "
+            "are not kept."
+        )
 
 
-def _cache_warning(message: str) -> None:
+def _cache_warning(message: str, stacklevel: int = 4) -> None:
     # stacklevel 4: the caller of build(), through build() and the helper that failed.
-    warnings.warn(message, CacheWarning, stacklevel=4)
+    warnings.warn(message, CacheWarning, stacklevel=stacklevel)
 
 
 def _engine_info(
-    result: dict[str, Any],
-    shape_profiles: Sequence[Profile],
-    options: BuildOptions,
-    strongly_typed: bool,
-    model_sha256: str,
-    edition: str,
-    target: tuple[str, tuple[int, int]],
-    preparation: dict[str, Any],
+    result: dict[str, Any], request: _Request, preparation: dict[str, Any]
 ) -> EngineInfo:
     from .engine_file import EngineInfo, TensorSpec
 
@@ -865,7 +1073,7 @@ def _engine_info(
             # A shape tensor's own shape is fixed; its value ranges live in the plan.
             ranges = tuple(
                 entry if isinstance(entry, tuple) else (shape, shape, shape)
-                for profile in (shape_profiles or [{}])
+                for profile in (request.shape_profiles or [{}])
                 for entry in [profile.get(tensor["name"], (shape, shape, shape))]
             )
         return TensorSpec(
@@ -876,24 +1084,22 @@ def _engine_info(
             profiles=ranges,
         )
 
+    # The GPU the build process saw, which the header records: not this process's view.
+    built_on: dict[str, Any] = result["device"]
     return EngineInfo(
         format_version=0,
         tensorrt_version=str(result["tensorrt_version"]),
-        edition=edition,
-        gpu_name=target[0],
-        compute_capability=target[1],
+        edition=request.edition,
+        gpu_name=str(built_on.get("name", "")),
+        compute_capability=tuple(built_on.get("compute_capability", (0, 0))),
         inputs=tuple(spec(tensor, True) for tensor in result["inputs"]),
         outputs=tuple(spec(tensor, False) for tensor in result["outputs"]),
-        build_options={
-            **options.as_dict(),
-            "strongly_typed": strongly_typed,
-            "profiles": as_options(shape_profiles),
-            "prepare": preparation,
-        },
-        model_sha256=model_sha256,
+        build_options={**request.build_options, "prepare": preparation},
+        model_sha256=request.model_sha256,
         plan_sha256="",
         plan_size=0,
         raw_plan=False,
         # Version-compatible plans carry the lean runtime and the plugins given.
-        host_code=options.version_compatible,
+        host_code=request.options.version_compatible,
+        environment=request.environment(built_on),
     )

@@ -334,6 +334,9 @@ def _engine_command(args: argparse.Namespace) -> int:
                 print(engine_file.summary(info, args.file))
         else:
             engine_file.export_plan(args.file, args.output)
+    except ValueError as error:  # an output that names the engine being read
+        print(f"trtfast {args.command}: {error}", file=sys.stderr)
+        return 2
     except (TrtfastError, OSError) as error:
         print(f"trtfast {args.command}: {error}", file=sys.stderr)
         return 1
@@ -548,7 +551,7 @@ def _unrunnable(command: str, engine: str, *, need_reference: bool) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     from . import engine_file
-    from .errors import TensorRTUnavailableError, TrtfastError
+    from .errors import TrtfastError
 
     onnx = getattr(args, "onnx", None)
     try:
@@ -591,17 +594,25 @@ def _measure(args: argparse.Namespace) -> int:
                 reference=not args.no_reference,
                 **options,
             )
-    except (TensorRTUnavailableError, ImportError) as error:
-        print(f"trtfast {args.command}: cannot run here: {error}", file=sys.stderr)
-        return UNAVAILABLE
-    except (TrtfastError, ValueError, OSError) as error:
-        print(f"trtfast {args.command}: {error}", file=sys.stderr)
-        return 2
+    except (TrtfastError, ImportError, ValueError, OSError) as error:
+        return _failure(args.command, error)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print(result.summary() if args.command == "compare" else result.markdown())
     return 1 if args.command == "compare" and not result.passed else 0
+
+
+def _failure(command: str, error: Exception) -> int:
+    """Prints why `command` failed; returns UNAVAILABLE where TensorRT (or an optional package)
+    is missing here, else 2."""
+    from .errors import TensorRTUnavailableError
+
+    if isinstance(error, (TensorRTUnavailableError, ImportError)):
+        print(f"trtfast {command}: cannot run here: {error}", file=sys.stderr)
+        return UNAVAILABLE
+    print(f"trtfast {command}: {error}", file=sys.stderr)
+    return 2
 
 
 def _add_run_parser(commands: Any) -> None:
@@ -621,7 +632,7 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import engine_file
-    from .errors import TensorRTUnavailableError, TrtfastError
+    from .errors import TrtfastError
 
     try:
         info = engine_file.read_info(args.engine)
@@ -647,12 +658,8 @@ def _run(args: argparse.Namespace) -> int:
 
             buffer = _npz_bytes(outputs)
             atomic_write(args.save_outputs, buffer)
-    except (TensorRTUnavailableError, ImportError) as error:
-        print(f"trtfast run: cannot run here: {error}", file=sys.stderr)
-        return UNAVAILABLE
-    except (TrtfastError, ValueError, OSError) as error:
-        print(f"trtfast run: {error}", file=sys.stderr)
-        return 2
+    except (TrtfastError, ImportError, ValueError, OSError) as error:
+        return _failure("run", error)
     described = {
         "engine": args.engine,
         "inputs": {name: describe_array(value) for name, value in feeds.items()},

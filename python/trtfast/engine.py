@@ -14,16 +14,19 @@ torch and cupy work unless told otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import platform
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _core
+from . import _awaitable, _core
 from ._library import tensorrt_library
-from .errors import EngineCompatibilityError
+from .errors import EngineCompatibilityError, EngineCompatibilityWarning
 
 if TYPE_CHECKING:
     from .engine_file import EngineInfo, TensorSpec
@@ -70,7 +73,9 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
     :meth:`submit` (or :class:`Engine` calls) to run from several threads at once.
 
     ``session(x=...)``, ``session({"x": ...})``, ``session(x)`` (an engine with one input) and
-    ``session.run(...)`` return a dict of outputs;
+    ``session.run(...)`` return a dict of outputs; ``outputs=("boxes",)`` (on a call, on
+    :meth:`bind`, or on the session for all its calls) returns only those, and the others are
+    never copied to the host;
     ``out={"y": buffer}`` writes an output into the caller's buffer instead. After
     ``bind(inputs, outputs)``, ``run()`` with no arguments replays the bound call (the fastest
     call: no argument reading at all) and returns the bound outputs.
@@ -94,6 +99,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         graph_cache_size: int = 16,
         workers: int = 2,
         torch_results: bool = True,
+        outputs: Sequence[str] | None = None,
     ) -> None:
         if sync not in ("spin", "blocking"):
             raise ValueError(f"sync must be 'spin' or 'blocking', not {sync!r}")
@@ -102,7 +108,13 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
         super().__init__(
-            engine.core, cuda_graph, sync, _stream_handle(stream), graph_cache_size, torch_results
+            engine.core,
+            cuda_graph,
+            sync,
+            _stream_handle(stream),
+            graph_cache_size,
+            torch_results,
+            outputs,
         )
         self.engine = engine
         self._stream_object = stream  # the caller's stream must outlive the session
@@ -112,6 +124,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
             "stream": stream,
             "graph_cache_size": graph_cache_size,
             "torch_results": torch_results,
+            "outputs": outputs,
         }
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -119,6 +132,7 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         self._closing = False  # set under _pool_lock: no pool starts once close began
         self._local = threading.local()
         self._worker_sessions: list[Session] = []
+        self._async_running: asyncio.Future[dict[str, Any]] | None = None
 
     if TYPE_CHECKING:
         # The call itself is CPython's call slot of _core.Session (no Python frame in between).
@@ -141,7 +155,26 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
                 )
             return self._pool.submit(self._run_on_worker, inputs, out, named)
 
-    def _run_on_worker(self, inputs: Any, out: Any, named: dict[str, Any]) -> dict[str, Any]:
+    async def run_async(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> dict[str, Any]:
+        """The same call, awaited without blocking the event loop: its inputs are read here,
+        its GPU work is queued and waited for on a C++ thread of the session's own, and the loop
+        is woken through a file descriptor it watches. Errors raise in the awaiting task.
+        Concurrent awaits on one session run one after another (an Engine runs them at once).
+        Cancelling the task leaves the queued GPU work to finish: the session holds the call's
+        buffers until then, and stays usable."""
+        calls = _awaitable.completions()
+        # The running call ends only when its work does, whether or not its task was cancelled.
+        while (running := self._async_running) is not None and not running.done():
+            await asyncio.wait([running])
+        done = calls.submit(self, inputs, out, named, None)
+        self._async_running = done
+        return await _awaitable.wait_for(done)
+
+    def _run_on_worker(
+        self, inputs: Mapping[str, Any] | None, out: Any, named: dict[str, Any]
+    ) -> dict[str, Any]:
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
             session = Session(self.engine, workers=1, **self._options)
@@ -216,7 +249,11 @@ class Engine:
 
         The file's header is checked against this machine (TensorRT version and edition, GPU
         compute capability) before TensorRT sees the plan: a mismatch raises
-        EngineCompatibilityError naming what the engine was built for and what is here.
+        EngineCompatibilityError naming what the engine was built for and what is here. An engine
+        built for another GPU model of the same compute capability (another name, number of
+        SMs, memory size or host platform) loads with an EngineCompatibilityWarning, as TensorRT
+        allows it but may run it slower or fail later; hardware-compatible engines are checked
+        only for what their level promises.
 
         Loading an engine is like running a program from its author: plans can embed host code
         (version-compatible engines carry a runtime; plugins are native code). Such engines are
@@ -236,13 +273,14 @@ class Engine:
                 f"cannot load the engine on CUDA device {device}: this machine has {count} "
                 f"usable device(s)" + (f" ({reason})" if reason else "")
             )
-        gpu = _core.cuda.devices()[device]
+        gpu = describe_gpu(_core.cuda.devices()[device])
         check_compatibility(
             info,
             tensorrt_version=str(library.version),
             library_path=str(library.path),
-            gpu_name=str(gpu["name"]),
+            gpu_name=gpu["name"],
             compute_capability=tuple(gpu["compute_capability"]),
+            gpu=gpu,
             source=source if not isinstance(source, bytes) else None,
         )
         core = _runtime(library, device).deserialize(plan, allow_host_code, plugin_files)
@@ -315,13 +353,15 @@ class Engine:
         graph_cache_size: int = 16,
         workers: int = 2,
         torch_results: bool = True,
+        outputs: Sequence[str] | None = None,
     ) -> Session:
         """A new session: ``cuda_graph`` replays captured graphs for repeated shapes; ``sync``
         'spin' (lowest latency; Ctrl-C interrupts a wait within about 20 ms) or 'blocking' (no
         CPU burn while waiting; Ctrl-C takes effect when the GPU work ends); ``stream`` joins the
         caller's CUDA stream (each call runs after the work queued there and is done when it
         returns); ``workers`` sizes the pool behind :meth:`Session.submit`; ``torch_results``
-        returns torch tensors for torch inputs (False: numpy arrays and DeviceArray)."""
+        returns torch tensors for torch inputs (False: numpy arrays and DeviceArray);
+        ``outputs`` names the outputs every call returns (default: all)."""
         return Session(
             self,
             cuda_graph=cuda_graph,
@@ -330,6 +370,7 @@ class Engine:
             graph_cache_size=graph_cache_size,
             workers=workers,
             torch_results=torch_results,
+            outputs=outputs,
         )
 
     def __call__(self, inputs: Any = None, /, *, out: Any = None, **named: Any) -> dict[str, Any]:
@@ -346,6 +387,25 @@ class Engine:
                 return result
             finally:
                 self._idle.append(session)
+
+    async def run_async(
+        self, inputs: Mapping[str, Any] | None = None, /, *, out: Any = None, **named: Any
+    ) -> dict[str, Any]:
+        """One awaitable call (see :meth:`Session.run_async`) on an idle pooled session: any
+        number of tasks may await at once, each on its own execution context. A session goes
+        back to the pool when its work ends, even if the awaiting task was cancelled."""
+        try:
+            session = self._idle.pop()
+        except IndexError:
+            session = self.session()
+        try:
+            done = _awaitable.completions().submit(
+                session, inputs, out, named, lambda: self._idle.append(session)
+            )
+        except BaseException:
+            self._idle.append(session)
+            raise
+        return await _awaitable.wait_for(done)
 
     def close(self) -> None:
         """Frees the pooled sessions (sessions made with :meth:`session` are the caller's)."""
@@ -374,10 +434,13 @@ def check_compatibility(
     gpu_name: str,
     compute_capability: tuple[int, ...],
     edition: str = "standard",
+    gpu: Mapping[str, Any] | None = None,
     source: str | os.PathLike[str] | None = None,
 ) -> None:
     """Raises EngineCompatibilityError when the engine described by ``info`` cannot run with this
-    TensorRT library and GPU. Unknown fields (a raw plan's) are left to TensorRT."""
+    TensorRT library and GPU. Unknown fields (a raw plan's) are left to TensorRT. With ``gpu``
+    (this device as ``describe_gpu`` says), an engine built without hardware compatibility for
+    another GPU model of the same compute capability gives an EngineCompatibilityWarning."""
     problems: list[str] = []
     if info.edition and info.edition != edition:
         problems.append(
@@ -413,11 +476,52 @@ def check_compatibility(
                 f"it was built for {wanted} on {info.gpu_name or 'an unnamed GPU'}, and this "
                 f"device is {gpu_name} with compute capability {here_cc[0]}.{here_cc[1]}"
             )
+    where = f"engine {os.fspath(source)!r}" if source is not None else "the engine"
     if problems:
-        where = f"engine {os.fspath(source)!r}" if source is not None else "the engine"
         raise EngineCompatibilityError(
             f"{where} cannot run here: " + "; ".join(problems) + ". Rebuild it on this machine."
         )
+    built_on = info.environment.get("gpu")
+    if gpu is not None and built_on and info.build_options.get("hardware_compatibility") is None:
+        differences = [
+            f"{label} {built_on.get(key)!r} (here {gpu.get(key)!r})"
+            for key, label in _GPU_MODEL
+            if key in built_on and built_on.get(key) != gpu.get(key)
+        ]
+        if differences:
+            warnings.warn(
+                f"{where} was built for another GPU model of the same compute capability: "
+                + ", ".join(differences)
+                + ". TensorRT may run it slower or fail; rebuild it on this GPU, or build it "
+                "with hardware_compatibility",
+                EngineCompatibilityWarning,
+                stacklevel=3,
+            )
+
+
+#: What of a GPU an engine built without hardware compatibility is specific to, beyond the
+#: compute capability.
+_GPU_MODEL = (
+    ("name", "name"),
+    ("multiprocessors", "SM count"),
+    ("total_memory", "memory"),
+    ("platform", "platform"),
+)
+
+
+def describe_gpu(gpu: Mapping[str, Any]) -> dict[str, Any]:
+    """A GPU as ``_core.cuda.devices()`` lists it, as engine files record the GPU they were built
+    on: name, compute capability, UUID, number of SMs, memory in bytes, and the host's platform
+    (aarch64 and x86_64 GPUs of one compute capability take different engines)."""
+    major, minor = gpu["compute_capability"]
+    return {
+        "name": str(gpu["name"]),
+        "compute_capability": [int(major), int(minor)],
+        "uuid": str(gpu["uuid"]),
+        "multiprocessors": int(gpu["multiprocessors"]),
+        "total_memory": int(gpu["total_memory"]),
+        "platform": platform.machine(),
+    }
 
 
 def _version(text: str) -> tuple[int, int, int]:

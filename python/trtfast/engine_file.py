@@ -181,6 +181,11 @@ class EngineInfo:
     host_code: bool
     #: the file this was read from; None for an engine read from bytes. Not part of the engine.
     path: str | None = field(default=None, compare=False)
+    #: where the engine was built, as the build process saw it: "gpu" (name, compute_capability,
+    #: uuid, multiprocessors, total_memory, platform; {} for an engine tied to no GPU),
+    #: "library" (the ONNX parser's version, the CUDA major of the TensorRT build), "trtfast"
+    #: (its version) and "cache_schema"; {} when not recorded (a raw plan, an older file)
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("tensorrt_version", "edition", "gpu_name", "model_sha256", "plan_sha256"):
@@ -209,6 +214,9 @@ class EngineInfo:
         if not isinstance(self.build_options, Mapping):
             raise TypeError("build_options must be a dict")
         _check_json(self.build_options, "build_options")
+        if not isinstance(self.environment, Mapping):
+            raise TypeError("environment must be a dict")
+        _check_json(self.environment, "environment")
         for name in ("raw_plan", "host_code"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, not {getattr(self, name)!r}")
@@ -221,6 +229,7 @@ class EngineInfo:
         object.__setattr__(self, "outputs", outputs)
         # A copy in the form it reads back as, detached from the caller's dict.
         object.__setattr__(self, "build_options", json.loads(json.dumps(self.build_options)))
+        object.__setattr__(self, "environment", json.loads(json.dumps(self.environment)))
 
     def to_json(self) -> dict[str, Any]:
         """The engine's fields as JSON values (tuples as lists); where it was read from is not one
@@ -240,11 +249,13 @@ def _metadata_json(info: EngineInfo) -> str:
             entry["profiles"] = [[list(shape) for shape in p] for p in s.profiles]
         return entry
 
-    metadata = {
+    metadata: dict[str, Any] = {
         "inputs": [spec(s) for s in info.inputs],
         "outputs": [spec(s) for s in info.outputs],
         "build_options": info.build_options,
     }
+    if info.environment:
+        metadata["environment"] = info.environment
     return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -259,7 +270,7 @@ def _field(entry: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
 
 def _parse_metadata(
     text: str, name: str
-) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, Any]]:
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, Any], dict[str, Any]]:
     where = f"{name} metadata"
     try:
         metadata = json.loads(text)
@@ -291,15 +302,18 @@ def _parse_metadata(
         return tuple(result)
 
     inputs, outputs = specs("inputs", True), specs("outputs", False)
-    return inputs, outputs, _field(metadata, "build_options", dict, where)
+    # Files written before the environment was recorded have none.
+    environment = _field(metadata, "environment", dict, where) if "environment" in metadata else {}
+    return inputs, outputs, _field(metadata, "build_options", dict, where), environment
 
 
 def _info(raw: Mapping[str, Any], name: str, path: str | None = None) -> EngineInfo:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     build_options: dict[str, Any] = {}
+    environment: dict[str, Any] = {}
     if not raw["raw_plan"]:
-        inputs, outputs, build_options = _parse_metadata(raw["metadata_json"], name)
+        inputs, outputs, build_options, environment = _parse_metadata(raw["metadata_json"], name)
     try:
         return EngineInfo(
             format_version=raw["format_version"],
@@ -316,6 +330,7 @@ def _info(raw: Mapping[str, Any], name: str, path: str | None = None) -> EngineI
             raw_plan=raw["raw_plan"],
             host_code=raw["host_code"],
             path=path,
+            environment=environment,
         )
     except (TypeError, ValueError) as error:
         raise EngineFormatError(f"{name} metadata: {error}") from None
@@ -394,9 +409,24 @@ def write(path: str | os.PathLike[str], info: EngineInfo, plan: bytes) -> None:
 
 
 def export_plan(source: Source, output_path: str | os.PathLike[str]) -> None:
-    """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it."""
+    """Write the bare, checked TensorRT plan of an engine, as trtexec and Triton expect it.
+    Raises ValueError when ``output_path`` is the engine being read."""
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        _refuse_same_file(source, output_path)
     _, plan = read(source)
     atomic_write(output_path, plan)
+
+
+def _refuse_same_file(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    try:
+        same = os.path.samefile(source, output)
+    except OSError:  # the output does not exist yet, or the source is unreadable (read says so)
+        return
+    if same:
+        raise ValueError(
+            f"output {os.fspath(output)!r} is the engine being read ({os.fspath(source)!r}); "
+            "name another file"
+        )
 
 
 # --- describing --------------------------------------------------------------------------------
@@ -437,6 +467,17 @@ def summary(info: EngineInfo, name: str = "") -> str:
         row("GPU", rtx_gpu)
     else:
         row("GPU", f"{info.gpu_name or 'unknown'}, compute capability {major}.{minor}")
+    gpu = info.environment.get("gpu") or {}
+    if gpu:
+        memory = gpu.get("total_memory", 0) / 2**30
+        row(
+            "built on",
+            f"{gpu.get('uuid')}, {gpu.get('multiprocessors')} SMs, {memory:.1f} GiB, "
+            f"{gpu.get('platform')}",
+        )
+    library = info.environment.get("library") or {}
+    if library:
+        row("built with", f"ONNX parser {library.get('parser')}, CUDA {library.get('cuda_major')}")
     row("host code", "yes (the plan embeds code that runs on the CPU)" if info.host_code else "no")
     row("plan", f"{info.plan_size:,} bytes")
     row("plan sha256", info.plan_sha256)

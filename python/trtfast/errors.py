@@ -78,3 +78,8 @@ __all__ = [
     "TrtfastError",
     "TrtfastWarning",
 ]
+
+
+class EngineCompatibilityWarning(TrtfastWarning):
+    """An engine loads on a GPU other than the model it was built for (same compute capability):
+    TensorRT allows it, but it may run slower or fail."""

@@ -40,6 +40,9 @@ ShapesArgument = Mapping[str, ShapeSpec] | Sequence[Mapping[str, ShapeSpec]]
 
 # A dimension the caller leaves to the model (must be static there).
 FROM_MODEL = -1
+# TensorRT's limits: Dims holds at most 8 dimensions (Dims::MAX_DIMS), each an int64.
+MAX_DIMS = 8
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -260,15 +263,32 @@ def _as_range(spec: Any, name: str, what: str = "shapes") -> ShapeRange:
             if len(items) != 3:
                 raise TypeError
             low, opt, high = (shape(item) for item in items)
-            return (low, opt, high)
+            return _check_limits((low, opt, high), name, what)
         fixed = shape(spec)
-        return (fixed, fixed, fixed)
+        return _check_limits((fixed, fixed, fixed), name, what)
     except TypeError:
         kind = "shape" if what == "shapes" else "vector of values"
         raise ProfileError(
             f"{what} for input {name!r} must be (min, opt, max) {what} or one fixed {kind}, "
             f"each a sequence of ints, not {spec!r}"
         ) from None
+
+
+def _check_limits(shapes: ShapeRange, name: str, what: str) -> ShapeRange:
+    """What TensorRT can hold: at most MAX_DIMS entries (a shape's), each an int64."""
+    for entry in shapes:
+        if what == "shapes" and len(entry) > MAX_DIMS:
+            raise ProfileError(
+                f"shapes for input {name!r}: {format_shape(entry)} has {len(entry)} dimensions; "
+                f"TensorRT takes at most {MAX_DIMS}"
+            )
+        for value in entry:
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise ProfileError(
+                    f"{what} for input {name!r}: {value} does not fit in an int64, which "
+                    "TensorRT takes"
+                )
+    return shapes
 
 
 def _dim_name(dim: int | str | None) -> str:

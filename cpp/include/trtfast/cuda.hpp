@@ -41,6 +41,8 @@ struct DeviceInfo {
   int compute_minor = 0;
   std::size_t total_memory = 0;
   int multiprocessors = 0;
+  // As nvidia-smi writes it: "GPU-" and the 16 bytes in hex, grouped 8-4-4-4-12.
+  std::string uuid;
 };
 
 // Versions are CUDA's integers (1000 * major + 10 * minor); 0 means no driver.

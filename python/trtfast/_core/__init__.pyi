@@ -7,7 +7,22 @@ import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
+class CompletionQueue:
+    """
+    Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
+    """
+    def __init__(self) -> None:
+        ...
+    def push(self, token: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Reports `token` finished, as a call thread does (for tests of the loop's side).
+        """
+    def take(self) -> list[int]:
+        ...
+    @property
+    def fd(self) -> int:
+        ...
 class DeviceArray:
     """
     CUDA device memory holding a result. torch.from_dlpack(a), cupy.asarray(a) and cupy.from_dlpack(a) take it without a copy; a.numpy() copies it to the host. A pooled result returns to its session's pool with its last reference; a DLPack consumer's reference waits for the work queued on the stream it named. Work reading it on another stream must finish before the last reference goes.
@@ -137,15 +152,21 @@ class Session:
         """
         Call self as a function.
         """
-    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16, torch_results: bool = True) -> None:
+    def __init__(self, engine: Engine, cuda_graph: bool = True, sync: str = 'spin', stream: typing.Any = None, graph_cache_size: typing.SupportsInt | typing.SupportsIndex = 16, torch_results: bool = True, outputs: typing.Any = None) -> None:
         ...
+    def _finish_async(self) -> typing.Any:
+        ...
+    def _submit_async(self, queue: CompletionQueue, token: typing.SupportsInt | typing.SupportsIndex, *args, **kwargs) -> None:
+        """
+        Starts an awaitable call (trtfast.Session.run_async): `token` reaches `queue` when its work is done; then _finish_async() returns its outputs or raises its error.
+        """
     def bind(self, inputs: typing.Any, outputs: typing.Any = None) -> dict:
         ...
     def close(self) -> None:
         ...
     def run(self, *args, **kwargs) -> typing.Any:
         """
-        run(inputs=None, /, *, out=None, **named) -> dict. Without inputs after bind(): replays the bound call. session(...) is the same call.
+        run(inputs=None, /, *, out=None, outputs=None, **named) -> dict. outputs: the names of the outputs to return (the others are not copied to the host). Without inputs after bind(): replays the bound call. session(...) is the same call.
         """
     def unbind(self) -> None:
         ...

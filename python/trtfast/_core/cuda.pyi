@@ -95,7 +95,7 @@ def device_count() -> int:
     """
 def devices() -> list[dict[str, typing.Any]]:
     """
-    Name, compute capability, memory and multiprocessors of each device.
+    Name, compute capability, memory, multiprocessors and UUID of each device.
     """
 def driver_version() -> int:
     """

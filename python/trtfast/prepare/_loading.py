@@ -188,8 +188,11 @@ def model_inputs(proto: onnx.ModelProto) -> list[ModelInput]:
         tensor_type = value.type.tensor_type
         dims: tuple[int | str | None, ...] | None = None
         if tensor_type.HasField("shape"):
+            # Exporters write an unnamed dynamic dimension as -1 too.
             dims = tuple(
-                dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None)
+                dim.dim_value
+                if dim.HasField("dim_value") and dim.dim_value >= 0
+                else (dim.dim_param or None)
                 for dim in tensor_type.shape.dim
             )
         inputs.append(ModelInput(value.name, dims))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -99,6 +99,28 @@ class TensorRT:
     def version(self) -> str:
         return version(self.module)
 
+    def load_plugins(self, paths: Sequence[str]) -> None:
+        """Loads each plugin library (a canonical path) into the process's plugin registry, once:
+        a registry refuses a library whose plugins it already has (NvInferRuntimeCommon.h,
+        IPluginRegistry::loadLibrary). One it cannot load is a TensorRTUnavailableError naming
+        the file, as in trtfast's own builder and runtime."""
+        registry = self.module.get_plugin_registry()
+        with _plugins_lock:
+            for path in paths:
+                if (self.edition, path) in _plugins_loaded:
+                    continue
+                with self.errors.collect() as errors:
+                    if registry.load_library(path) is None:
+                        raise TensorRTUnavailableError(
+                            f"TensorRT could not load the plugin library {path}: {logged(errors)}"
+                        )
+                _plugins_loaded.add((self.edition, path))
+
+
+# Collections of errors from threads with none of their own (a build's worker threads).
+_any_thread_collections: list[list[str]] = []
+_any_thread_lock = threading.Lock()
+
 
 class _Errors(threading.local):
     """Per thread: the error messages TensorRT logged since collecting began, or None."""
@@ -106,16 +128,37 @@ class _Errors(threading.local):
     messages: list[str] | None = None
 
     @contextlib.contextmanager
-    def collect(self) -> Iterator[list[str]]:
+    def collect(self, any_thread: bool = False) -> Iterator[list[str]]:
+        """With ``any_thread``, errors logged on threads that collect none of their own (TensorRT's
+        worker threads) are collected here too, as in every other such collection meanwhile."""
         outer = self.messages
-        self.messages = []
+        messages: list[str] = []
+        self.messages = messages
+        if any_thread:
+            with _any_thread_lock:
+                _any_thread_collections.append(messages)
         try:
-            yield self.messages
+            yield messages
         finally:
             self.messages = outer
+            if any_thread:
+                with _any_thread_lock:
+                    _any_thread_collections[:] = [
+                        m for m in _any_thread_collections if m is not messages
+                    ]
+
+    def add(self, message: str) -> None:
+        if self.messages is not None:
+            self.messages.append(message)
+            return
+        with _any_thread_lock:
+            for messages in _any_thread_collections:
+                messages.append(message)
 
 
 _loaded: dict[str, TensorRT] = {}
+_plugins_loaded: set[tuple[str, str]] = set()
+_plugins_lock = threading.Lock()
 _loaded_lock = threading.Lock()
 
 
@@ -126,7 +169,16 @@ def tensorrt(edition: str) -> TensorRT:
         if edition not in _loaded:
             module = import_tensorrt(edition)
             errors = _Errors()
-            _loaded[edition] = TensorRT(module, edition, _make_logger(module, errors), errors)
+            logger = _make_logger(module, errors)
+            # TensorRT's standard plugins are registered once, before any parse or load, as
+            # trtexec and Polygraphy do (NvInferPlugin.h, initLibNvInferPlugins).
+            with errors.collect() as logged_errors:
+                if not module.init_libnvinfer_plugins(logger, ""):
+                    raise TensorRTUnavailableError(
+                        f"TensorRT {version(module)}'s standard plugins could not be registered: "
+                        f"{logged(logged_errors)}"
+                    )
+            _loaded[edition] = TensorRT(module, edition, logger, errors)
         return _loaded[edition]
 
 
@@ -147,8 +199,8 @@ def _make_logger(trt: ModuleType, errors: _Errors) -> Any:
         def log(self, severity: Any, message: str) -> None:
             level = levels.get(severity, 30)
             tensorrt_logger.log(level, message)
-            if level >= 40 and errors.messages is not None:
-                errors.messages.append(message)
+            if level >= 40:
+                errors.add(message)
 
     return Logger()
 

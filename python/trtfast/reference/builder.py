@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._library import package_folder
 from ..build import (
     BuildOptions,
     ChildProcessPlanBuilder,
@@ -21,7 +22,8 @@ from ..build import (
     PlanBuilder,
     ProgressCallback,
     build_with,
-    gpu_target,
+    gpu_identity,
+    library_identity,
 )
 from ..errors import BuildError, BuildOptionError
 from . import _cuda
@@ -46,8 +48,6 @@ _PRECISION_FLAGS = {
 }
 
 # TensorRT's plugin registry is process-wide and refuses a library loaded twice.
-_plugins_loaded: set[tuple[str, str]] = set()
-_plugins_lock = threading.Lock()
 
 
 def build(
@@ -111,11 +111,13 @@ class PythonPlanBuilder:
         self.tensorrt_version = self.tensorrt.version
         # TensorRT 11 and TensorRT-RTX have no precision flags: every network is strongly typed.
         self.strongly_typed = not hasattr(self.tensorrt.module.BuilderFlag, "FP16")
+        libraries = "tensorrt_rtx_libs" if edition == "rtx" else "tensorrt_libs"
+        self.library = library_identity(package_folder(libraries), libraries)
 
-    def target(self, device: int) -> tuple[str, tuple[int, int]]:
+    def target(self, device: int) -> dict[str, Any]:
         if self.edition == "rtx":
-            return "", (0, 0)
-        return gpu_target(device)
+            return {}
+        return gpu_identity(device)
 
     @contextlib.contextmanager
     def _on_device(self, device: int) -> Iterator[None]:
@@ -129,9 +131,11 @@ class PythonPlanBuilder:
         self, onnx: bytes, options: dict[str, Any], progress: Progress
     ) -> dict[str, Any]:
         trt, logger = self.tensorrt.module, self.tensorrt.logger
-        with self._on_device(options["device"]), self.tensorrt.errors.collect() as errors:
+        # Errors TensorRT's worker threads log reach the BuildError too.
+        collect = self.tensorrt.errors.collect(any_thread=True)
+        with self._on_device(options["device"]), collect as errors:
             builder = trt.Builder(logger)
-            self._load_plugins(builder, options["plugins"])
+            self.tensorrt.load_plugins(options["plugins"])
             flags = 0
             if self.strongly_typed:
                 flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -139,14 +143,20 @@ class PythonPlanBuilder:
             # The network keeps what it needs from the parser.
             parser = trt.OnnxParser(network, logger)
             _parse(parser, onnx, options["model_dir"], errors)
+            if options["version_compatible"]:
+                # As trtexec does: the plugin libraries the parser used are loaded for the build
+                # and serialized with the plan (NvOnnxParser.h, getUsedVCPluginLibraries).
+                used = _used_vc_plugin_libraries(parser)
+                self.tensorrt.load_plugins(used)
+                options = {**options, "plugins": list(dict.fromkeys([*options["plugins"], *used]))}
             if self.strongly_typed:
                 _check_precision(trt, network, options["precision"])
             inputs = [_spec(network.get_input(i), True) for i in range(network.num_inputs)]
             outputs = [_spec(network.get_output(i), False) for i in range(network.num_outputs)]
 
             config = builder.create_builder_config()
-            self._configure(config, options)
-            _add_profiles(builder, config, inputs, options["profiles"], errors)
+            self._configure(config, options, errors)
+            _add_profiles(builder, config, network, options["profiles"], errors)
             timing_cache = self._attach_timing_cache(config, options["timing_cache"])
             monitor = _monitor(trt, progress)
             config.progress_monitor = monitor
@@ -164,36 +174,60 @@ class PythonPlanBuilder:
                 "tensorrt_version": self.tensorrt_version,
                 "inputs": inputs,
                 "outputs": outputs,
+                "device": self.target(options["device"]),
             }
 
-    def _load_plugins(self, builder: Any, paths: Sequence[str]) -> None:
-        with _plugins_lock:
-            for path in paths:
-                if (self.edition, path) in _plugins_loaded:
-                    continue
-                with self.tensorrt.errors.collect() as errors:
-                    if builder.get_plugin_registry().load_library(path) is None:
-                        raise BuildError(
-                            f"TensorRT could not load the plugin library {path}: {logged(errors)}"
-                        )
-                _plugins_loaded.add((self.edition, path))
-
-    def _configure(self, config: Any, options: dict[str, Any]) -> None:
+    def _configure(self, config: Any, options: dict[str, Any], errors: list[str]) -> None:
+        """Any error TensorRT logs while an option is set means it refused the option, even where
+        the setter returns nothing (``set_memory_pool_limit``): a BuildOptionError names it."""
         trt = self.tensorrt.module
+
+        @contextlib.contextmanager
+        def setting(option: str) -> Iterator[None]:
+            before = len(errors)
+            yield
+            if len(errors) > before:
+                raise BuildOptionError(f"TensorRT refused {option}: {logged(errors[before:])}")
+
+        # NvInfer.h (10.x), BuilderFlag::kFP8: "not supported when HardwareCompatibilityLevel::
+        # kAMPERE_PLUS is enabled".
+        if (
+            self.edition == "standard"
+            and self.tensorrt_version.split(".")[0] == "10"
+            and options["precision"] == "fp8"
+            and options["hardware_compatibility"] == "ampere_plus"
+        ):
+            raise BuildOptionError(
+                "precision='fp8' and hardware_compatibility='ampere_plus' cannot be combined in "
+                "TensorRT 10: choose another precision, or hardware_compatibility="
+                "'same_compute_capability' or None"
+            )
         if not self.strongly_typed:
-            for flag in _PRECISION_FLAGS[options["precision"]]:
-                config.set_flag(getattr(trt.BuilderFlag, flag))
+            with setting(f"precision={options['precision']}"):
+                for flag in _PRECISION_FLAGS[options["precision"]]:
+                    config.set_flag(getattr(trt.BuilderFlag, flag))
         if options["workspace"] is not None:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options["workspace"])
+            workspace = options["workspace"]
+            with setting(f"workspace={workspace} bytes"):
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+            kept = config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE)
+            if kept != workspace:
+                raise BuildOptionError(
+                    f"TensorRT refused workspace={workspace} bytes (it kept a limit of {kept} "
+                    "bytes)"
+                )
         if options["optimization_level"] is not None:
-            config.builder_optimization_level = options["optimization_level"]
+            with setting(f"optimization_level={options['optimization_level']}"):
+                config.builder_optimization_level = options["optimization_level"]
         if options["version_compatible"]:
-            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-            # A version-compatible plan carries its plugins so a later runtime can load them.
-            config.plugins_to_serialize = list(options["plugins"])
+            with setting("version_compatible"):
+                config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+                # A version-compatible plan carries its plugins so a later runtime can load them.
+                config.plugins_to_serialize = list(options["plugins"])
         if options["hardware_compatibility"] is not None:
             level = options["hardware_compatibility"].upper()
-            config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+            with setting(f"hardware_compatibility={options['hardware_compatibility']!r}"):
+                config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
 
     def _attach_timing_cache(self, config: Any, serialized: bytes | None) -> Any:
         """A cache made by another TensorRT version or GPU is replaced by a new one: a stale
@@ -284,25 +318,61 @@ def _spec(tensor: Any, is_input: bool) -> dict[str, Any]:
 def _add_profiles(
     builder: Any,
     config: Any,
-    inputs: list[dict[str, Any]],
-    profiles: list[dict[str, list[list[int]]]],
+    network: Any,
+    profiles: list[dict[str, Any]],
     errors: list[str],
 ) -> None:
     # trtfast.build checked the shapes against the model's inputs; the parsed network can still
-    # leave an input dynamic the model had fixed.
+    # leave an input dynamic the model had fixed, and only it knows which inputs are shape tensors.
+    inputs = {tensor.name: tensor for tensor in map(network.get_input, range(network.num_inputs))}
     covered = set(profiles[0]) if profiles else set()
-    for tensor in inputs:
-        if -1 in tensor["shape"] and tensor["name"] not in covered:
+    for name, tensor in inputs.items():
+        if name in covered:
+            continue
+        if tensor.is_shape_tensor:
             raise BuildError(
-                f"input '{tensor['name']}' has the dynamic shape {tuple(tensor['shape'])}; give "
+                f"input '{name}' is a shape tensor (its values decide shapes)"
+                + _shape_tensor_hint(name)
+            )
+        if -1 in tuple(tensor.shape):
+            raise BuildError(
+                f"input '{name}' has the dynamic shape {tuple(tensor.shape)}; give "
                 "its min, opt and max shapes in an optimization profile"
             )
     for index, ranges in enumerate(profiles):
         profile = builder.create_optimization_profile()
-        for name, (low, opt, high) in ranges.items():
-            profile.set_shape(name, low, opt, high)
-        if config.add_optimization_profile(profile) < 0:
+        logged_before = len(errors)
+        for name, entry in ranges.items():
+            values = isinstance(entry, dict)  # {"values": [min, opt, max]}: a shape tensor's
+            if name in inputs and inputs[name].is_shape_tensor != values:
+                raise BuildError(
+                    f"optimization profile {index}, input '{name}': "
+                    + (
+                        "values are given, but it is not a shape tensor; give its shapes"
+                        if values
+                        else "shapes are given, but it is a shape tensor (its values decide "
+                        "shapes)" + _shape_tensor_hint(name)
+                    )
+                )
+            if values:
+                # Polygraphy's way (backend/trt/profile.py): the range of the values, row-major.
+                profile.set_shape_input(name, *entry["values"])
+            else:
+                profile.set_shape(name, *entry)
+        if config.add_optimization_profile(profile) < 0 or len(errors) > logged_before:
             raise BuildError(f"TensorRT refused optimization profile {index}: {logged(errors)}")
+
+
+def _used_vc_plugin_libraries(parser: Any) -> list[str]:
+    # Canonical paths, so no library is listed twice: setPluginsToSerialize needs each once.
+    return [os.path.realpath(path) for path in parser.get_used_vc_plugin_libraries()]
+
+
+def _shape_tensor_hint(name: str) -> str:
+    return (
+        f"; give the range of its values: shapes={{'{name}': {{'values': (min, opt, max)}}}} "
+        f"or --shapes {name}:values=MIN,OPT,MAX"
+    )
 
 
 def _monitor(trt: Any, progress: Progress) -> Any:

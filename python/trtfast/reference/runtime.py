@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _core
-from ..engine import _spec, check_compatibility, check_host_code
+from ..engine import _plugin_files, _spec, check_compatibility, check_host_code
 from ..errors import EngineCompatibilityError, EngineFormatError, InputError, TrtfastError
 from . import _cuda
 from ._tensorrt import TensorRT, dtype_name, logged, tensorrt
@@ -75,13 +75,16 @@ class Engine:
         *,
         device: int = 0,
         allow_host_code: bool = False,
+        plugins: Sequence[str | os.PathLike[str]] = (),
     ) -> Engine:
         """Loads an engine file (path or bytes) onto CUDA device ``device``, with the TensorRT
         edition it was built for. Checked as :meth:`trtfast.Engine.load` checks it before
         TensorRT sees the plan: EngineCompatibilityError names what the engine was built for
-        and what is here; engines that embed host code need ``allow_host_code=True``."""
+        and what is here; engines that embed host code need ``allow_host_code=True``.
+        ``plugins``: the plugin libraries the engine was built with, loaded before the plan."""
         from .. import engine_file
 
+        plugin_files = _plugin_files(plugins)
         info, plan = engine_file.read(source)
         check_host_code(info, allow_host_code, source)
         edition = info.edition or "standard"
@@ -106,6 +109,7 @@ class Engine:
         with _cuda.on_device(cudart, device), trt.errors.collect() as errors:
             runtime = trt.module.Runtime(trt.logger)
             runtime.engine_host_code_allowed = allow_host_code
+            trt.load_plugins(plugin_files)
             engine = runtime.deserialize_cuda_engine(plan)
             if engine is None:
                 raise EngineFormatError(

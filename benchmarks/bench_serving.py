@@ -1,0 +1,298 @@
+"""Serving throughput and latency against the number of concurrent clients, side by side.
+
+Two engines of trtfast._testing (a kernel of about 50 us per call and one of about 1 ms, any
+batch up to 256 rows), each driven by 1, 8, 64 and 256 concurrent clients, each client sending
+one-row requests back to back, four ways:
+
+- direct: a thread per client calling the engine (each on a pooled session of its own);
+- run_async: an asyncio task per client awaiting ``engine.run_async``;
+- batcher-threads: a thread per client calling a :class:`trtfast.Batcher`;
+- batcher-asyncio: an asyncio task per client awaiting ``batcher.run_async``.
+
+Every request carries its own number and its answer is checked, so lost or repeated answers are
+counted. Prints a Markdown table (throughput in requests/s, p50 and p99 in microseconds) and the
+goals, and with ``--plot PATH`` draws throughput and p99 against clients.
+
+Goals, all measured in this one run:
+- at 64 clients on the 50 us engine, the batcher's throughput is at least 4x direct calls';
+- at 1 client, run_async adds at most 30 us to the p50 of a direct call;
+- the batcher's p99 is at most max_delay_us plus 3x the latency of a full batch on its own;
+- at 256 clients no request is lost or answered twice.
+
+    python benchmarks/bench_serving.py [--requests 4000] [--max-delay-us 500] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trtfast import Batcher, Engine, _core
+from trtfast.bench import measure
+
+CLIENTS = (1, 8, 64, 256)
+KERNELS_US = (50.0, 1000.0)
+MAX_ROWS = 256
+FEATURES = 4
+GOAL_THROUGHPUT_RATIO = 4.0
+GOAL_ASYNC_EXTRA_US = 30.0
+GOAL_P99_FULL_BATCHES = 3.0
+
+
+@dataclass
+class Result:
+    kernel_us: float
+    mode: str
+    clients: int
+    throughput: float  # requests per second
+    p50_us: float
+    p99_us: float
+    answered: int
+    expected: int
+    wrong: int  # answers that were not the request's own (lost, repeated or mixed up)
+
+
+def request(number: int) -> np.ndarray:
+    return np.full((1, FEATURES), number, dtype=np.float32)
+
+
+def answer_of(y: Any) -> int:
+    """The request number an output answers (the engine computes 2 x + 1)."""
+    return round((float(np.asarray(y)[0, 0]) - 1.0) / 2.0)
+
+
+class Tally:
+    """Latencies and answers of one run, from any thread."""
+
+    def __init__(self, total: int) -> None:
+        self.latencies = np.zeros(total)
+        self.seen = np.zeros(total, dtype=np.int64)
+        self.lock = threading.Lock()
+
+    def record(self, number: int, started: int, y: Any) -> None:
+        elapsed = (time.perf_counter_ns() - started) / 1000.0
+        got = answer_of(y)
+        with self.lock:
+            self.latencies[number] = elapsed
+            if 0 <= got < len(self.seen) and got == number:
+                self.seen[got] += 1
+
+
+def run_threads(call: Callable[[np.ndarray], Any], clients: int, per_client: int) -> Tally:
+    tally = Tally(clients * per_client)
+
+    def client(index: int) -> None:
+        for k in range(per_client):
+            number = index * per_client + k
+            started = time.perf_counter_ns()
+            tally.record(number, started, call(request(number))["y"])
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return tally
+
+
+def run_tasks(call: Callable[[np.ndarray], Any], clients: int, per_client: int) -> Tally:
+    tally = Tally(clients * per_client)
+
+    async def client(index: int) -> None:
+        for k in range(per_client):
+            number = index * per_client + k
+            started = time.perf_counter_ns()
+            tally.record(number, started, (await call(request(number)))["y"])
+
+    async def main() -> None:
+        await asyncio.gather(*(client(i) for i in range(clients)))
+
+    asyncio.run(main())
+    return tally
+
+
+def measure_mode(
+    kernel_us: float, mode: str, engine: Engine, batcher: Batcher, clients: int, total: int
+) -> Result:
+    per_client = max(total // clients, 8)
+    calls: dict[str, tuple[Callable[..., Tally], Callable[[np.ndarray], Any]]] = {
+        "direct": (run_threads, lambda x: engine(x=x)),
+        "run_async": (run_tasks, lambda x: engine.run_async(x=x)),
+        "batcher-threads": (run_threads, lambda x: batcher(x=x)),
+        "batcher-asyncio": (run_tasks, lambda x: batcher.run_async(x=x)),
+    }
+    runner, call = calls[mode]
+    runner(call, clients, 2)  # warm-up: sessions, graphs, threads
+    started = time.perf_counter()
+    tally = runner(call, clients, per_client)
+    elapsed = time.perf_counter() - started
+    count = clients * per_client
+    return Result(
+        kernel_us=kernel_us,
+        mode=mode,
+        clients=clients,
+        throughput=count / elapsed,
+        p50_us=float(np.percentile(tally.latencies, 50)),
+        p99_us=float(np.percentile(tally.latencies, 99)),
+        answered=int(tally.seen.sum()),
+        expected=count,
+        wrong=int(np.count_nonzero(tally.seen != 1)),
+    )
+
+
+def full_batch_us(engine: Engine, iterations: int) -> float:
+    """p50 of one call of MAX_ROWS rows on its own."""
+    x = np.zeros((MAX_ROWS, FEATURES), dtype=np.float32)
+    with engine.session() as session:
+        return float(np.percentile(measure(lambda: session(x=x), iterations, 50), 50))
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| kernel | mode | clients | requests/s | p50 (us) | p99 (us) | answered once |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.kernel_us:g} us | {r.mode} | {r.clients} | {r.throughput:,.0f} | "
+            f"{r.p50_us:.1f} | {r.p99_us:.1f} | {r.expected - r.wrong}/{r.expected} |"
+        )
+    return "\n".join(lines)
+
+
+def find(results: list[Result], kernel_us: float, mode: str, clients: int) -> Result:
+    return next(
+        r for r in results if (r.kernel_us, r.mode, r.clients) == (kernel_us, mode, clients)
+    )
+
+
+def goals(
+    results: list[Result], full_batch: dict[float, float], max_delay_us: float
+) -> list[tuple[str, bool]]:
+    checks = []
+    direct = find(results, 50.0, "direct", 64)
+    batched = max(
+        find(results, 50.0, "batcher-threads", 64).throughput,
+        find(results, 50.0, "batcher-asyncio", 64).throughput,
+    )
+    ratio = batched / direct.throughput
+    checks.append(
+        (
+            f"64 clients, 50 us engine: batcher {batched:,.0f}/s over direct "
+            f"{direct.throughput:,.0f}/s = {ratio:.1f}x (goal >= {GOAL_THROUGHPUT_RATIO:g}x)",
+            ratio >= GOAL_THROUGHPUT_RATIO,
+        )
+    )
+    for kernel in KERNELS_US:
+        extra = (
+            find(results, kernel, "run_async", 1).p50_us - find(results, kernel, "direct", 1).p50_us
+        )
+        checks.append(
+            (
+                f"1 client, {kernel:g} us engine: run_async adds {extra:.1f} us to p50 "
+                f"(goal <= {GOAL_ASYNC_EXTRA_US:g})",
+                extra <= GOAL_ASYNC_EXTRA_US,
+            )
+        )
+        bound = max_delay_us + GOAL_P99_FULL_BATCHES * full_batch[kernel]
+        for mode in ("batcher-threads", "batcher-asyncio"):
+            worst = max(find(results, kernel, mode, c).p99_us for c in CLIENTS)
+            checks.append(
+                (
+                    f"{kernel:g} us engine, {mode}: worst p99 {worst:.0f} us (goal <= "
+                    f"{max_delay_us:g} + 3 x {full_batch[kernel]:.0f} = {bound:.0f})",
+                    worst <= bound,
+                )
+            )
+    for r in results:
+        if r.clients == 256:
+            checks.append(
+                (
+                    f"256 clients, {r.kernel_us:g} us engine, {r.mode}: {r.answered} answered of "
+                    f"{r.expected}, {r.wrong} lost or repeated",
+                    r.wrong == 0 and r.answered == r.expected,
+                )
+            )
+    return checks
+
+
+def plot(results: list[Result], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, len(KERNELS_US), figsize=(11, 7), squeeze=False)
+    modes = sorted({r.mode for r in results})
+    for column, kernel in enumerate(KERNELS_US):
+        for mode in modes:
+            points = [find(results, kernel, mode, c) for c in CLIENTS]
+            axes[0][column].plot(CLIENTS, [p.throughput for p in points], marker="o", label=mode)
+            axes[1][column].plot(CLIENTS, [p.p99_us for p in points], marker="o", label=mode)
+        axes[0][column].set_title(f"{kernel:g} us kernel")
+        axes[0][column].set_ylabel("requests/s")
+        axes[1][column].set_ylabel("p99 (us)")
+        for row in (0, 1):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_yscale("log")
+            axes[row][column].set_xlabel("concurrent clients")
+        axes[0][column].legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000, help="requests per case")
+    parser.add_argument("--max-delay-us", type=float, default=500.0)
+    parser.add_argument("--plot", help="write a PNG of throughput and p99 against clients")
+    args = parser.parse_args(argv)
+    try:
+        from trtfast import _testing
+    except ImportError:
+        print("trtfast._testing was not built (it needs nvcc at build time)", file=sys.stderr)
+        return 2
+    if _core.cuda.device_count() == 0:
+        print(f"no usable CUDA device: {_core.cuda.unavailable_reason()}", file=sys.stderr)
+        return 2
+    gpu = _core.cuda.devices()[0]
+    print(f"# Serving, {gpu['name']}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}\n")
+    results: list[Result] = []
+    full_batch: dict[float, float] = {}
+    for kernel in KERNELS_US:
+        engine = Engine(_testing.affine(profiles=[(1, 64, MAX_ROWS)], delay_us=kernel))
+        full_batch[kernel] = full_batch_us(engine, 200)
+        with Batcher(engine, max_delay_us=args.max_delay_us, max_queue=4096) as batcher:
+            for clients in CLIENTS:
+                for mode in ("direct", "run_async", "batcher-threads", "batcher-asyncio"):
+                    result = measure_mode(kernel, mode, engine, batcher, clients, args.requests)
+                    results.append(result)
+                    print(
+                        f"{kernel:g} us {mode} x{clients}: {result.throughput:,.0f}/s, "
+                        f"p99 {result.p99_us:.0f} us",
+                        file=sys.stderr,
+                    )
+        engine.close()
+    print(table(results))
+    print(
+        f"\nA full batch ({MAX_ROWS} rows) alone, p50: "
+        + ", ".join(f"{full_batch[k]:.0f} us on the {k:g} us engine" for k in KERNELS_US)
+    )
+    print(f"max_delay_us = {args.max_delay_us:g}\n")
+    checks = goals(results, full_batch, args.max_delay_us)
+    for text, met in checks:
+        print(f"- [{'x' if met else ' '}] {text}")
+    if args.plot:
+        plot(results, args.plot)
+    return 0 if all(met for _, met in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Awaitable calls: each event loop watches one completion queue's file descriptor.
+
+A call is read on the loop's thread (as a plain call reads it), then its GPU work is queued and
+waited for on its session's C++ call thread, which holds no Python lock; that thread pushes the
+call's token to the loop's queue, whose descriptor wakes the loop, and the loop's reader turns
+the finished calls into results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import _core
+
+_tokens = itertools.count(1)
+
+
+class _LoopCompletions:
+    """One event loop's completion queue and the calls it waits for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.queue = _core.CompletionQueue()
+        self.loop = loop
+        self.calls: dict[
+            int, tuple[Any, asyncio.Future[dict[str, Any]], Callable[[], None] | None]
+        ] = {}
+        loop.add_reader(self.queue.fd, self._finish)
+
+    def submit(
+        self,
+        session: Any,
+        inputs: Mapping[str, Any] | None,
+        out: Any,
+        named: dict[str, Any],
+        on_done: Callable[[], None] | None,
+    ) -> asyncio.Future[dict[str, Any]]:
+        token = next(_tokens)
+        args = () if inputs is None else (inputs,)
+        if out is not None:
+            named = {**named, "out": out}
+        session._submit_async(self.queue, token, *args, **named)
+        done = self.loop.create_future()
+        self.calls[token] = (session, done, on_done)
+        return done
+
+    def _finish(self) -> None:
+        for token in self.queue.take():
+            session, done, on_done = self.calls.pop(token)
+            try:
+                result = session._finish_async()
+            except Exception as error:
+                if not done.cancelled():
+                    done.set_exception(error)
+            else:
+                if not done.cancelled():
+                    done.set_result(result)
+            if on_done is not None:
+                on_done()
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCompletions] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def completions() -> _LoopCompletions:
+    """The running loop's completions, set up on its first awaitable call."""
+    loop = asyncio.get_running_loop()
+    found = _by_loop.get(loop)
+    if found is None or found.loop.is_closed():
+        found = _by_loop[loop] = _LoopCompletions(loop)
+    return found
+
+
+async def wait_for(done: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    """Awaits a call. Cancelling the awaiting task leaves the call to finish on the GPU (the
+    session stays busy, holding its buffers, until then); its outcome is then dropped."""
+    if not done.done():
+        done.add_done_callback(_mark_retrieved)
+    return await asyncio.shield(done)
+
+
+def _mark_retrieved(done: asyncio.Future[dict[str, Any]]) -> None:
+    # A call whose task was cancelled has nobody to read its error: reading it here keeps
+    # asyncio from reporting it as never retrieved.
+    if not done.cancelled():
+        done.exception()
