@@ -16,7 +16,8 @@ from trtfast import InputError, TensorSpec
 class AffineStandIn:
     """x [-1, features] float32 (and optionally a static `scale` [features]) -> y = 2 x + 1
     (times scale), rows [-1] int64 = the row's index within the batch. `delay` seconds per call
-    stand for the kernel. Records the rows of every call it runs."""
+    stand for the kernel; with a `gate`, every call also waits until the gate is set. Records the
+    rows of every call it runs."""
 
     def __init__(
         self,
@@ -24,9 +25,11 @@ class AffineStandIn:
         max_rows: int = 64,
         delay: float = 0.0,
         with_scale: bool = False,
+        gate: threading.Event | None = None,
     ) -> None:
         self.features = features
         self.delay = delay
+        self.gate = gate
         self.with_scale = with_scale
         self.inputs = (
             TensorSpec(
@@ -62,6 +65,8 @@ class AffineStandIn:
             fail, self.fail_next = self.fail_next, False
         if self.delay:
             time.sleep(self.delay)
+        if self.gate is not None:
+            self.gate.wait()
         if fail:
             raise RuntimeError("the stand-in failed this call on purpose")
         y = x * np.float32(2) + np.float32(1)

@@ -132,35 +132,49 @@ def test_batch_sizes_pad_batches_and_padding_never_reaches_a_caller() -> None:
 
 
 def test_a_full_queue_refuses_at_once() -> None:
-    engine = AffineStandIn(delay=0.5)
+    # The engine's call holds until the gate opens: a refusal that arrives while it is closed
+    # did not wait for room in the queue, however slow the machine.
+    gate = threading.Event()
+    engine = AffineStandIn(gate=gate)
     with Batcher(engine, max_batch=1, max_delay_us=0, max_queue=2, workers=1) as batcher:
-        with ThreadPoolExecutor(3) as pool:
-            running = pool.submit(batcher, x=rows(1, seed=0))
-            while not engine.calls:
-                time.sleep(0.001)
-            queued = [pool.submit(batcher, x=rows(1, seed=i)) for i in (1, 2)]
-            while batcher.metrics()["queue_depth"] < 2:
-                time.sleep(0.001)
-            started = time.monotonic()
-            with pytest.raises(OverloadedError, match="max_queue"):
-                batcher(x=rows(1, seed=3))
-            assert time.monotonic() - started < 0.1
+        with ThreadPoolExecutor(4) as pool:
+            try:
+                running = pool.submit(batcher, x=rows(1, seed=0))
+                while not engine.calls:
+                    time.sleep(0.001)
+                queued = [pool.submit(batcher, x=rows(1, seed=i)) for i in (1, 2)]
+                while batcher.metrics()["queue_depth"] < 2:
+                    time.sleep(0.001)
+                refused = pool.submit(batcher, x=rows(1, seed=3))
+                with pytest.raises(OverloadedError, match="max_queue"):
+                    refused.result(timeout=60)
+                assert not running.done()
+            finally:
+                gate.set()
             for future in (running, *queued):
                 assert future.result()["y"].shape == (1, 4)
         assert batcher.metrics()["overloaded"] == 1
 
 
 def test_a_request_that_does_not_start_in_time_raises_and_never_runs() -> None:
-    engine = AffineStandIn(delay=0.5)
+    # The running batch holds until the gate opens: the timeout that arrives while it is closed
+    # came at the request's deadline, not at the batch's end, however slow the machine.
+    gate = threading.Event()
+    engine = AffineStandIn(gate=gate)
     with Batcher(engine, max_batch=1, max_delay_us=0, workers=1) as batcher:
-        with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(batcher, x=rows(1, seed=0))
-            while not engine.calls:
-                time.sleep(0.001)
-            started = time.monotonic()
-            with pytest.raises(TimeoutError, match="timeout"):
-                batcher(x=rows(1, seed=1), timeout=0.05)
-            assert time.monotonic() - started < 0.4  # at its deadline, not the batch's end
+        with ThreadPoolExecutor(2) as pool:
+            try:
+                running = pool.submit(batcher, x=rows(1, seed=0))
+                while not engine.calls:
+                    time.sleep(0.001)
+                started = time.monotonic()
+                late = pool.submit(batcher, x=rows(1, seed=1), timeout=0.05)
+                with pytest.raises(TimeoutError, match="timeout"):
+                    late.result(timeout=60)
+                assert time.monotonic() - started >= 0.05
+                assert not running.done()
+            finally:
+                gate.set()
             running.result()
         time.sleep(0.1)
         assert engine.calls == [1]  # the timed-out request never ran
@@ -238,7 +252,10 @@ def test_asyncio_requests_share_batches() -> None:
 
 
 def test_asyncio_cancellation_withdraws_a_queued_request_and_timeouts_raise() -> None:
-    engine = AffineStandIn(delay=0.3)
+    # The first call holds until the gate opens, so the others stay queued however slow the
+    # machine.
+    gate = threading.Event()
+    engine = AffineStandIn(gate=gate)
 
     async def main(batcher: Batcher) -> None:
         running = asyncio.ensure_future(batcher.run_async(x=rows(1, seed=0)))
@@ -251,10 +268,14 @@ def test_asyncio_cancellation_withdraws_a_queued_request_and_timeouts_raise() ->
             await queued
         with pytest.raises(TimeoutError):
             await batcher.run_async(x=rows(1, seed=2), timeout=0.02)
+        gate.set()
         assert (await running)["y"].shape == (1, 4)
 
     with Batcher(engine, max_batch=1, max_delay_us=0, workers=1) as batcher:
-        asyncio.run(main(batcher))
+        try:
+            asyncio.run(main(batcher))
+        finally:
+            gate.set()
         assert batcher.metrics()["queue_depth"] == 0
     assert engine.calls == [1]
 

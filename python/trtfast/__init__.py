@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .prepare import PrepareReport, prepare, prepare_with_report
 
 # Building, preparing and the reference path need onnx (and more), which take most of a second
-# to import, and batching needs asyncio; a program that only runs engines never loads them.
+# to import; a program that only runs engines never loads them, nor the batcher.
 # name -> (module, attribute or None for the module itself), imported on first use.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "models": (".models", None),
