@@ -150,6 +150,11 @@ def test_build_says_where_the_engine_is_or_returns_its_bytes(tmp_path: Path) -> 
     output = tmp_path / "mlp.engine"
     written = reference.build(source, cache_dir=cache, output=output, **options)
     assert isinstance(written, trtfast.EngineInfo) and written.path == str(output)
+    # A fresh build to both: the output is where the engine is.
+    both = reference.build(
+        source, cache_dir=tmp_path / "new", output=tmp_path / "b.engine", **options
+    )
+    assert isinstance(both, trtfast.EngineInfo) and both.path == str(tmp_path / "b.engine")
     data = reference.build(source, **options)
     assert isinstance(data, bytes)
     assert trtfast.inspect(output) == trtfast.engine_file.read_info(data)

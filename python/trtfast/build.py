@@ -729,9 +729,9 @@ def build_with(
         reporter.step(_PHASE, 3, _STEPS)
         if output_path is None and cache_folder is None:
             return encode(info, plan)
-        # The engine as its file describes it (the output, where one was asked for); read from
-        # memory when the engine cache could not be written.
-        return read_info(written[-1] if written else encode(info, plan))
+        # The engine as its file describes it (the output, where one was asked for, is first);
+        # read from memory when the engine cache could not be written.
+        return read_info(written[0] if written else encode(info, plan))
     finally:
         reporter.close()
 
