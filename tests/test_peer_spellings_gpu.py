@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from gpu_executor import require_test_executor
 from test_peer_spellings import affine_model
 
 import trtfast
@@ -19,16 +20,7 @@ from trtfast import _core, cli
 
 pytestmark = pytest.mark.gpu
 
-if _core.cuda.device_count() == 0:
-    pytest.skip(
-        f"no usable CUDA device: {_core.cuda.unavailable_reason()}", allow_module_level=True
-    )
-try:
-    from trtfast import _testing
-except ImportError:
-    pytest.skip(
-        "trtfast._testing was not built (it needs nvcc at build time)", allow_module_level=True
-    )
+_testing = require_test_executor()
 
 
 def test_the_engine_agrees_with_an_onnx_model_of_the_same_function(tmp_path: Path) -> None:

@@ -10,22 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from gpu_executor import require_test_executor
 
 import trtfast
 from trtfast import _core
 
 pytestmark = pytest.mark.gpu
 
-if _core.cuda.device_count() == 0:
-    pytest.skip(
-        f"no usable CUDA device: {_core.cuda.unavailable_reason()}", allow_module_level=True
-    )
-try:
-    from trtfast import _testing
-except ImportError:
-    pytest.skip(
-        "trtfast._testing was not built (it needs nvcc at build time)", allow_module_level=True
-    )
+_testing = require_test_executor()
 
 THREADS = 16
 CALLS_PER_THREAD = 10_000
