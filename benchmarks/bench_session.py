@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from trtfast import Engine, _core
-from trtfast.bench import DeviceCopy, measure
+from trtfast.bench import DeviceCopy, measure, test_executor
 
 GOAL_RATIO = 1.15
 GOAL_ENTRY_US = 2.0
@@ -188,14 +188,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    if _core.cuda.device_count() == 0:
-        print(f"no CUDA device: {_core.cuda.unavailable_reason()}", file=sys.stderr)
-        return 1
-    try:
-        from trtfast import _testing
-    except ImportError:
-        print("trtfast._testing was not built (it needs nvcc at build time)", file=sys.stderr)
-        return 1
+    _testing = test_executor()
 
     batch, features, device_index = args.batch, args.features, args.device
     engine = Engine(

@@ -49,15 +49,20 @@ PAGEABLE_FALLBACK = textwrap.dedent(
 )
 
 
-def test_pinning_failure_falls_back_to_pageable_memory_with_a_warning() -> None:
+def run_without_gpu(script: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-c", PAGEABLE_FALLBACK],
+        [sys.executable, "-c", script],
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_pinning_failure_falls_back_to_pageable_memory_with_a_warning() -> None:
+    result = run_without_gpu(PAGEABLE_FALLBACK)
     warning = "pinned host memory is unavailable (cudaHostAlloc of 3145728 pinned bytes failed"
     assert warning in result.stdout
     assert "using 3145728 bytes of pageable memory instead" in result.stdout
@@ -98,3 +103,64 @@ def test_performance_warning_is_a_trtfast_warning() -> None:
     assert issubclass(trtfast.PerformanceWarning, trtfast.TrtfastWarning)
     assert issubclass(trtfast.CacheWarning, trtfast.TrtfastWarning)
     assert issubclass(trtfast.TrtfastWarning, UserWarning)
+
+
+# --- trtfast.empty and host-copy settings ---------------------------------------------------------
+
+EMPTY_WITHOUT_GPU = textwrap.dedent(
+    """
+    import warnings
+    import numpy as np
+    import trtfast
+    from trtfast import _core
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        array = trtfast.empty((3, 5), np.int16)
+    assert array.shape == (3, 5) and array.dtype == np.int16 and array.flags.c_contiguous
+    assert not _core.is_pinned_host(array)
+    (warning,) = caught
+    assert warning.category is trtfast.PerformanceWarning, warning
+    print(warning.message)
+    assert _core.pinned_pool_stats()["refusals"] == 1
+    """
+)
+
+
+def test_empty_without_pinnable_memory_returns_an_ordinary_array_and_says_why() -> None:
+    result = run_without_gpu(EMPTY_WITHOUT_GPU)
+    assert "trtfast.empty: returning pageable memory" in result.stdout
+    assert "cudaHostAlloc of 4096 bytes failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((2, -1), "negative dimension -1"), ((1,) * 9, "at most 8 dimensions")],
+)
+def test_empty_refuses_shapes_no_array_can_have(shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(trtfast.InputError, match=message):
+        trtfast.empty(shape)
+
+
+def test_empty_takes_an_int_and_any_numpy_dtype_spelling() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", trtfast.PerformanceWarning)
+        assert trtfast.empty(4).shape == (4,)
+        assert trtfast.empty((2, 2), "float16").dtype == np.float16
+        assert trtfast.empty((0, 3)).size == 0
+
+
+def test_host_copy_settings_refuse_what_cannot_work() -> None:
+    saved = _core.host_copy_tuning()
+    try:
+        with pytest.raises(TypeError, match="unexpected setting 'thread'"):
+            _core.set_host_copy_tuning(thread=2)
+        with pytest.raises(trtfast.TrtfastError, match="at least one thread"):
+            _core.set_host_copy_tuning(threads=0)
+        _core.set_host_copy_tuning(threads=2, chunk_bytes=1 << 20)
+        assert _core.host_copy_tuning()["threads"] == 2
+    finally:
+        _core.set_host_copy_tuning(**saved)
+    assert _core.host_copy_tuning() == saved

@@ -17,6 +17,7 @@
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
 #include "trtfast/executor.hpp"
+#include "trtfast/host_memory.hpp"
 #include "trtfast/session.hpp"
 #include "trtfast/signature.hpp"
 
@@ -422,6 +423,8 @@ class PySession {
     result["graph_captures"] = stats.graph_captures;
     result["plain_runs"] = stats.plain_runs;
     result["executor_calls"] = stats.executor_calls;
+    result["staged_bytes"] = stats.staged_bytes;
+    result["direct_bytes"] = stats.direct_bytes;
     result["cached_graphs"] = stats.cached_graphs;
     result["graphs_enabled"] = stats.graphs_enabled;
     return result;
@@ -662,7 +665,20 @@ class PySession {
                          ", which numpy cannot hold without ml_dtypes; install ml_dtypes or pass "
                          "device arrays");
       }
-      py::array array = new_numpy(dtype, session.output_shape(static_cast<int>(j)));
+      // Large results land by DMA in a pooled page-locked array: no second copy, no allocation.
+      const Dims& shape = session.output_shape(static_cast<int>(j));
+      const std::int64_t volume = shape.volume();
+      const std::size_t bytes = volume > 0 ? static_cast<std::size_t>(volume) *
+                                                 dtype_size(session.signature().outputs()[j].dtype)
+                                           : 0;
+      const cuda::HostCopyTuning& tuning = cuda::host_copy_tuning();
+      py::object pinned;
+      if (tuning.pooled_outputs && bytes >= tuning.pooled_output_min_bytes) {
+        pinned = pinned_numpy(dtype, shape, bytes);
+      }
+      target.tensor.pinned = static_cast<bool>(pinned);
+      py::array array =
+          pinned ? py::reinterpret_steal<py::array>(pinned.release()) : new_numpy(dtype, shape);
       target.tensor.data = array.mutable_data();
       results_[j] = std::move(array);
     }

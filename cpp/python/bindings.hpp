@@ -13,5 +13,6 @@ void bind_engine(pybind11::module_& module);
 void bind_session(pybind11::module_& module);
 void bind_timing(pybind11::module_& module);
 void bind_completion(pybind11::module_& module);
+void bind_host_memory(pybind11::module_& module);
 
 }  // namespace trtfast::python

@@ -10,6 +10,7 @@ PYBIND11_MODULE(_core, module) {
   module.doc() = "trtfast's C++ core. Use the trtfast package, not this module.";
   trtfast::python::bind_errors(module);
   trtfast::python::bind_cuda(module);
+  trtfast::python::bind_host_memory(module);
   trtfast::python::bind_completion(module);  // before sessions, whose signatures name it
   trtfast::python::bind_engine(module);
   trtfast::python::bind_tensorrt(module);

@@ -9,6 +9,7 @@
 #include "dlpack.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
+#include "trtfast/host_memory.hpp"
 
 namespace py = pybind11;
 
@@ -238,6 +239,17 @@ void read_numpy(py::array array, const TensorInfo& info, bool is_output, TensorA
   arg.device = -1;
   arg.contiguous = contiguous || !is_output;
   arg.writable = (proxy->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) != 0;
+  // Page-locked memory is copied by DMA without staging. Pooled arrays are known by their base;
+  // others are looked up when large enough for the lookup to pay.
+  const cuda::HostCopyTuning& tuning = cuda::host_copy_tuning();
+  arg.pinned = false;
+  if (tuning.zero_copy && arg.contiguous) {
+    const std::int64_t volume = arg.shape.volume();
+    const std::size_t bytes =
+        volume > 0 ? static_cast<std::size_t>(volume) * dtype_size(arg.dtype) : 0;
+    arg.pinned = is_pooled_pinned(proxy->base) ||
+                 (bytes >= tuning.pinned_check_min_bytes && cuda::is_pinned_host(arg.data, bytes));
+  }
 }
 
 std::int64_t as_int64(PyObject* object) {
@@ -448,7 +460,8 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
                        "pointer is not CUDA memory");
     }
     if (attributes.type == cudaMemoryTypeHost) {
-      arg.location = Location::Host;  // pinned host memory: staged like any host array
+      arg.location = Location::Host;  // page-locked host memory: copied by DMA, unstaged
+      arg.pinned = true;
       if (!arg.contiguous) {
         throw InputError(std::string(role) + " '" + info.name +
                          "': expected a contiguous array, received a strided one");
@@ -861,7 +874,7 @@ int TensorReader::output_index(py::handle name) const {
 
 py::object numpy_dtype(DataType dtype) { return numpy_types().by_type[slot(dtype)]; }
 
-py::array new_numpy(const py::object& dtype, const Dims& shape) {
+py::array new_numpy(const py::object& dtype, const Dims& shape, void* data) {
   auto& api = py::detail::npy_api::get();
   std::array<Py_intptr_t, kMaxRank> dims{};
   for (int i = 0; i < shape.rank; ++i) {
@@ -869,8 +882,12 @@ py::array new_numpy(const py::object& dtype, const Dims& shape) {
         static_cast<Py_intptr_t>(shape.d[static_cast<std::size_t>(i)]);
   }
   Py_INCREF(dtype.ptr());  // PyArray_NewFromDescr steals the descriptor
+  const int flags = data == nullptr ? 0
+                                    : py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                          py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                                          py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   PyObject* array = api.PyArray_NewFromDescr_(api.PyArray_Type_, dtype.ptr(), shape.rank,
-                                              dims.data(), nullptr, nullptr, 0, nullptr);
+                                              dims.data(), nullptr, data, flags, nullptr);
   if (array == nullptr) {
     throw py::error_already_set();
   }

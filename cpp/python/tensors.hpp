@@ -93,8 +93,15 @@ class TensorReader {
   std::vector<pybind11::str> output_names_;
 };
 
-// A new C-contiguous numpy array of `dtype` (a numpy dtype object) and `shape`.
-pybind11::array new_numpy(const pybind11::object& dtype, const Dims& shape);
+// A C-contiguous numpy array of `dtype` (a numpy dtype object) and `shape`: new memory, or a
+// writable view of `data` (the caller sets what keeps it alive as the array's base).
+pybind11::array new_numpy(const pybind11::object& dtype, const Dims& shape, void* data = nullptr);
+// The same over a page-locked block of at least `bytes` from the pool; a null handle when the
+// pool has none to give (`why_not` says why).
+pybind11::object pinned_numpy(const pybind11::object& dtype, const Dims& shape, std::size_t bytes,
+                              std::string* why_not = nullptr);
+// True when `base` (a numpy array's base) is a pooled page-locked block.
+bool is_pooled_pinned(const PyObject* base) noexcept;
 
 // numpy's dtype for a DataType; None where numpy (with ml_dtypes, if installed) has none.
 pybind11::object numpy_dtype(DataType dtype);

@@ -334,19 +334,13 @@ void PinnedBuffer::reset() noexcept {
 
 // --- HostBuffer ----------------------------------------------------------------------------------
 
-namespace {
-
-// Set by tests that need pinning to fail on a working GPU, where nothing a test can set makes
-// cudaHostAlloc fail on demand. Read once.
-bool pinning_refused_for_testing() {
+bool pinning_refused_for_testing() noexcept {
   static const bool refused = [] {
     const char* value = std::getenv("TRTFAST_TESTING_REFUSE_PINNED_MEMORY");
     return value != nullptr && std::string(value) == "1";
   }();
   return refused;
 }
-
-}  // namespace
 
 HostBuffer::HostBuffer(std::size_t bytes) : size_(bytes) {
   if (bytes == 0) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "trtfast/error.hpp"
+#include "trtfast/host_memory.hpp"
 
 namespace trtfast {
 
@@ -140,6 +141,8 @@ Session::Session(std::shared_ptr<Engine> engine, SessionOptions options)
   output_aligned_.resize(num_outputs_);
   input_unaligned_.assign(num_inputs_, false);
   output_unaligned_.assign(num_outputs_, false);
+  output_direct_.assign(num_outputs_, false);
+  output_chunked_.assign(num_outputs_, false);
   shape_values_.resize(num_inputs_);
   current_shapes_.assign(num_inputs_, Dims{});
   for (Dims& shape : current_shapes_) {
@@ -590,8 +593,7 @@ void Session::stage_inputs(const TensorArg* inputs, cudaStream_t stream) {
     }
     const std::size_t bytes = byte_size(inputs[i].shape, info.dtype);
     if (inputs[i].location == Location::Host) {
-      Staging& staging = *input_staging_[i];
-      cuda::copy_async(staging.device.data(), staging.host.data(), bytes, cuda::StreamView(stream));
+      stage_host_input(i, inputs[i], bytes, stream);
     } else if (input_unaligned_[i]) {
       cuda::copy_async(input_addresses_[i], inputs[i].data, bytes, cuda::StreamView(stream));
     }
@@ -608,8 +610,7 @@ void Session::stage_outputs(const TensorArg* inputs, const OutputArg* outputs,
     const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
     const int input = sig.aliased_input(static_cast<int>(j));
     if (outputs[j].target == OutputTarget::Host) {
-      cuda::copy_async(output_staging_[j]->host.data(), output_addresses_[j], bytes,
-                       cuda::StreamView(stream));
+      stage_host_output(j, outputs[j], bytes, stream);
     } else if (output_unaligned_[j]) {
       cuda::copy_async(outputs[j].tensor.data, output_addresses_[j], bytes,
                        cuda::StreamView(stream));
@@ -618,6 +619,73 @@ void Session::stage_outputs(const TensorArg* inputs, const OutputArg* outputs,
       const auto i = static_cast<std::size_t>(input);
       cuda::copy_async(inputs[i].data, input_addresses_[i], bytes, cuda::StreamView(stream));
     }
+  }
+}
+
+// A page-locked array goes by DMA straight to the device. A pageable one is copied into staging
+// first; a large one in chunks, each sent while the next is copied, so the link and the host copy
+// overlap. The previous call's work is done, so no copy still reads this staging.
+void Session::stage_host_input(std::size_t input, const TensorArg& arg, std::size_t bytes,
+                               cudaStream_t stream) {
+  Staging& staging = *input_staging_[input];
+  const cuda::HostCopyTuning& tuning = cuda::host_copy_tuning();
+  if (arg.pinned && tuning.zero_copy) {
+    cuda::copy_async(staging.device.data(), arg.data, bytes, cuda::StreamView(stream));
+    stats_.direct_bytes += bytes;
+    return;
+  }
+  const bool chunked = bytes >= tuning.pipeline_min_bytes && staging.host.pinned();
+  const std::size_t chunk = chunked ? tuning.chunk_bytes : bytes;
+  auto* host = static_cast<char*>(staging.host.data());
+  auto* device = static_cast<char*>(staging.device.data());
+  const auto* source = static_cast<const char*>(arg.data);
+  for (std::size_t offset = 0; offset < bytes; offset += chunk) {
+    const std::size_t size = std::min(chunk, bytes - offset);
+    cuda::host_copy(host + offset, source + offset, size);
+    cuda::copy_async(device + offset, host + offset, size, cuda::StreamView(stream));
+  }
+  stats_.staged_bytes += bytes;
+}
+
+// A caller's page-locked array receives its output by DMA. A large pageable one is copied out of
+// staging chunk by chunk as each chunk's event fires (copy_out_chunks); the rest after the call.
+void Session::stage_host_output(std::size_t output, const OutputArg& out, std::size_t bytes,
+                                cudaStream_t stream) {
+  const cuda::HostCopyTuning& tuning = cuda::host_copy_tuning();
+  const auto* device = static_cast<const char*>(output_addresses_[output]);
+  output_direct_[output] = out.tensor.data != nullptr && out.tensor.pinned && tuning.zero_copy;
+  if (output_direct_[output]) {
+    cuda::copy_async(out.tensor.data, device, bytes, cuda::StreamView(stream));
+    stats_.direct_bytes += bytes;
+    return;
+  }
+  Staging& staging = *output_staging_[output];
+  auto* host = static_cast<char*>(staging.host.data());
+  output_chunked_[output] =
+      out.tensor.data != nullptr && bytes >= tuning.pipeline_min_bytes && staging.host.pinned();
+  if (!output_chunked_[output]) {
+    cuda::copy_async(host, device, bytes, cuda::StreamView(stream));
+    return;
+  }
+  for (std::size_t offset = 0; offset < bytes; offset += tuning.chunk_bytes) {
+    const std::size_t size = std::min(tuning.chunk_bytes, bytes - offset);
+    cuda::copy_async(host + offset, device + offset, size, cuda::StreamView(stream));
+    if (out_chunks_.size() == chunk_events_.size()) {
+      chunk_events_.emplace_back(device_, false, options_.sync);
+    }
+    chunk_events_[out_chunks_.size()].record(cuda::StreamView(stream));
+    out_chunks_.push_back(OutChunk{output, offset, size});
+  }
+}
+
+void Session::copy_out_chunks(const OutputArg* outputs) {
+  for (std::size_t k = 0; k < out_chunks_.size(); ++k) {
+    const OutChunk& chunk = out_chunks_[k];
+    wait_for_event(chunk_events_[k]);
+    const auto* host = static_cast<const char*>(output_staging_[chunk.output]->host.data());
+    cuda::host_copy(static_cast<char*>(outputs[chunk.output].tensor.data) + chunk.offset,
+                    host + chunk.offset, chunk.bytes);
+    stats_.staged_bytes += chunk.bytes;
   }
 }
 
@@ -701,9 +769,11 @@ void Session::synchronize(cudaStream_t stream) {
   wait_until_done();
 }
 
-void Session::wait_until_done() {
+void Session::wait_until_done() { wait_for_event(done_event_); }
+
+void Session::wait_for_event(const cuda::Event& event) {
   if (options_.sync == cuda::SyncMode::Blocking) {
-    done_event_.synchronize();  // sleeps until the GPU wakes it
+    event.synchronize();  // sleeps until the GPU wakes it
     return;
   }
   // Spins as cudaEventSynchronize would, with or without a hook, so that a session waits alike
@@ -711,7 +781,7 @@ void Session::wait_until_done() {
   // options_.interrupted every kInterruptCheckPeriod.
   std::uint64_t polls = 0;
   std::chrono::steady_clock::time_point next_check;
-  while (!done_event_.query()) {
+  while (!event.query()) {
     if (++polls % kPollsPerClockRead != 0) {
       continue;
     }
@@ -753,18 +823,9 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
 
   bool device_io = false;
   for (std::size_t i = 0; i < num_inputs_; ++i) {
-    if (sig.inputs()[i].host_memory) {
-      continue;  // prepare took its values
-    }
-    if (inputs[i].location == Location::Host) {
-      // The previous call's work is done, so no copy still reads this staging buffer.
-      const std::size_t bytes = byte_size(inputs[i].shape, sig.inputs()[i].dtype);
-      if (bytes > 0) {
-        std::memcpy(input_staging_[i]->host.data(), inputs[i].data, bytes);
-      }
-    } else {
-      device_io = true;
-    }
+    // Host inputs are staged with the copies (stage_inputs); prepare took shape values.
+    device_io =
+        device_io || (!sig.inputs()[i].host_memory && inputs[i].location == Location::Device);
   }
   for (std::size_t j = 0; j < num_outputs_; ++j) {
     device_io = device_io || outputs[j].target != OutputTarget::Host;
@@ -773,7 +834,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     if (data_dependent_[j]) {
       result_shapes_[j].rank = -1;
     }
+    output_direct_[j] = false;
+    output_chunked_[j] = false;
   }
+  out_chunks_.clear();
 
   // Device memory the caller hands over may still be written by work it queued: on its stream,
   // or (without one) on the default stream, where torch and cupy work by default.
@@ -827,8 +891,11 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
       run_plain(inputs, outputs, stream);
     }
     // The call returns only once its work is done, so whatever the caller queues next on its
-    // stream comes after it without an event.
-    synchronize(stream);
+    // stream comes after it without an event. done_event_ is recorded before the chunks are
+    // copied out, so an interrupted wait leaves it marking the end of this call's work.
+    done_event_.record(cuda::StreamView(stream));
+    copy_out_chunks(outputs);
+    wait_until_done();
     if (has_data_dependent_) {
       finish_data_dependent(outputs, pooled, stream);
     }
@@ -850,9 +917,10 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     }
     const OutputArg& out = outputs[j];
     if (out.target == OutputTarget::Host && out.tensor.data != nullptr) {
-      const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
-      if (bytes > 0) {
-        std::memcpy(out.tensor.data, output_staging_[j]->host.data(), bytes);
+      if (!output_direct_[j] && !output_chunked_[j]) {
+        const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
+        cuda::host_copy(out.tensor.data, output_staging_[j]->host.data(), bytes);
+        stats_.staged_bytes += bytes;
       }
     } else if (out.target == OutputTarget::Pooled) {
       const int input = sig.aliased_input(static_cast<int>(j));

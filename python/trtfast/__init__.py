@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import sys
 import types
+import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -30,6 +33,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from . import models, reference
     from .batcher import Batcher
     from .build import build
@@ -87,6 +93,29 @@ def build_info() -> dict[str, Any]:
     return dict(_core.build_info())
 
 
+def empty(shape: int | Sequence[int], dtype: npt.DTypeLike = "float32") -> np.ndarray[Any, Any]:
+    """A C-contiguous numpy array in page-locked (pinned) host memory from trtfast's pool.
+
+    Sessions copy such arrays by DMA straight to and from the GPU, with no staging copy: fill an
+    input in place and pass it, or pass one as ``out=``. The memory goes back to the pool when the
+    array and every view of it are gone. Host results of 64 KB or more already come back in such
+    arrays. Where memory cannot be pinned (no GPU; the pool's limit, a quarter of the machine's
+    memory, reached) it returns an ordinary array and warns with PerformanceWarning saying why.
+    """
+    import numpy as np  # a program that never asks for pinned arrays does not import numpy here
+
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    array, why_not = _core.empty_pinned(np.dtype(dtype), [operator.index(d) for d in dims])
+    if why_not:
+        warnings.warn(
+            f"trtfast.empty: returning pageable memory, which sessions copy through staging: "
+            f"{why_not}",
+            PerformanceWarning,
+            stacklevel=2,
+        )
+    return np.asarray(array)
+
+
 def inspect(path: str | os.PathLike[str]) -> EngineInfo:
     """What an engine file (or a bare TensorRT plan) says about itself, after checking the
     whole file, plan included. Raises EngineFormatError naming what is wrong."""
@@ -125,6 +154,7 @@ __all__ = [
     "build",
     "build_info",
     "compare",
+    "empty",
     "export",
     "inspect",
     "models",

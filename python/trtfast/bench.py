@@ -309,6 +309,16 @@ def measure(call: Callable[[], object], iterations: int, warmup: int) -> np.ndar
     return result
 
 
+def test_executor() -> Any:
+    """trtfast._testing for the GPU benchmarks; exits with the reason where it cannot run."""
+    if _core.cuda.device_count() == 0:
+        raise SystemExit(f"no CUDA device: {_core.cuda.unavailable_reason()}")
+    try:
+        return importlib.import_module("trtfast._testing")
+    except ImportError:
+        raise SystemExit("trtfast._testing was not built (it needs nvcc at build time)") from None
+
+
 def throughput(samples: np.ndarray[Any, Any]) -> float:
     """Calls per second of back-to-back calls that took ``samples`` microseconds each."""
     total = float(np.sum(samples))

@@ -193,6 +193,10 @@ class PinnedBuffer {
   std::size_t size_ = 0;
 };
 
+// Set by tests that need pinning to fail on a working GPU, where nothing a test can set makes
+// cudaHostAlloc fail on demand: TRTFAST_TESTING_REFUSE_PINNED_MEMORY=1. Read once.
+bool pinning_refused_for_testing() noexcept;
+
 // Host memory for staging copies: pinned when the system grants it, else ordinary pageable
 // memory. Pinning fails when the system runs out of memory it can lock (or has no usable GPU);
 // a service then runs on, slower, instead of failing. Pageable memory still copies correctly,

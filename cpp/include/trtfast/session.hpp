@@ -76,6 +76,10 @@ struct SessionStats {
   // executor's profile, shapes, shape-tensor values or addresses.
   std::uint64_t plain_runs = 0;
   std::uint64_t executor_calls = 0;  // shape/address/profile calls into the executor
+  // Host bytes copied by the CPU through host staging, and host bytes the GPU copied straight
+  // from or to the caller's page-locked memory.
+  std::uint64_t staged_bytes = 0;
+  std::uint64_t direct_bytes = 0;
   std::size_t cached_graphs = 0;
   bool graphs_enabled = true;
 };
@@ -147,6 +151,12 @@ class Session {
   void build_key(const TensorArg* inputs, const OutputArg* outputs);
   void stage_inputs(const TensorArg* inputs, cudaStream_t stream);
   void stage_outputs(const TensorArg* inputs, const OutputArg* outputs, cudaStream_t stream);
+  void stage_host_input(std::size_t input, const TensorArg& arg, std::size_t bytes,
+                        cudaStream_t stream);
+  void stage_host_output(std::size_t output, const OutputArg& out, std::size_t bytes,
+                         cudaStream_t stream);
+  // Copies out the chunks of large host outputs as each arrives, while later ones are in flight.
+  void copy_out_chunks(const OutputArg* outputs);
   // A device array whose address TensorRT cannot take (not 256-byte aligned) is copied through
   // `slot`, created (capacity bytes) on first use.
   void* aligned(cuda::DeviceBuffer& slot, std::size_t capacity, const std::string& tensor,
@@ -162,7 +172,8 @@ class Session {
   void disable_graphs(const std::string& reason);
   void wait_for(cudaStream_t producer, cudaStream_t consumer);
   void synchronize(cudaStream_t stream);
-  void wait_until_done();  // for done_event_, as options_.sync says
+  void wait_until_done();                         // for done_event_, as options_.sync says
+  void wait_for_event(const cuda::Event& event);  // as options_.sync says, interruptible
   void check_host_memory(const cuda::HostBuffer& buffer);
   void finish_data_dependent(const OutputArg* outputs, DeviceOutput* pooled, cudaStream_t stream);
 
@@ -193,6 +204,17 @@ class Session {
   std::vector<cuda::DeviceBuffer> output_aligned_;
   std::vector<bool> input_unaligned_;   // this call's
   std::vector<bool> output_unaligned_;  // this call's
+  // This call's host outputs the GPU writes straight into the caller's page-locked memory, and
+  // those copied out of staging chunk by chunk (as the events in out_chunks_ fire).
+  std::vector<bool> output_direct_;
+  std::vector<bool> output_chunked_;
+  struct OutChunk {
+    std::size_t output;
+    std::size_t offset;
+    std::size_t bytes;
+  };
+  std::vector<OutChunk> out_chunks_;
+  std::vector<cuda::Event> chunk_events_;  // one per chunk in flight, created on first need
   // Shape-tensor inputs (host memory): the values the executor reads, at a stable address.
   std::vector<std::vector<unsigned char>> shape_values_;
   // The largest values of each profile's shape-tensor inputs, which sized the outputs; bound in

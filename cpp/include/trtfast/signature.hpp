@@ -90,6 +90,8 @@ struct TensorArg {
   int device = -1;         // the CUDA device holding it, for Location::Device
   bool contiguous = true;  // row-major without gaps
   bool writable = true;    // matters for outputs only
+  // Host memory that is page-locked: copied by DMA straight from and to the caller's memory.
+  bool pinned = false;
 };
 
 class Signature {

@@ -3,11 +3,16 @@ trtfast's C++ core. Use the trtfast package, not this module.
 """
 from __future__ import annotations
 import collections.abc
+import numpy
 import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'PinnedBlock', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
+class PinnedBlock:
+    """
+    Page-locked host memory from trtfast's pool: the base of arrays trtfast.empty() and host calls return. It goes back to the pool when no array uses it.
+    """
 class CompletionQueue:
     """
     Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
@@ -216,12 +221,32 @@ def combine_timing_caches(library: TensorRTLibrary, caches: collections.abc.Sequ
     """
 def compiled_tensorrt_major() -> int:
     ...
+def empty_pinned(dtype: numpy.dtype[typing.Any], shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple[typing.Any, str]:
+    """
+    (array, why_not): a C-contiguous array in pooled page-locked memory, or a plain one with the reason pinning failed.
+    """
 def find_tensorrt_library(package_folders: collections.abc.Sequence[tuple[str, str, str]]) -> TensorRTLibrary:
     """
     Search TRTFAST_TENSORRT_LIBRARY, then (package, folder, kind) triples (folder '' when the package is not installed), then the system loader path.
     """
+def host_copy_tuning() -> dict[str, typing.Any]:
+    """
+    How host arrays are copied (see set_host_copy_tuning).
+    """
+def is_pinned_host(array: numpy.ndarray) -> bool:
+    """
+    True when the array's memory is page-locked (copied by DMA).
+    """
 def open_tensorrt_library(path: str, origin: str = 'explicit path') -> TensorRTLibrary:
     ...
+def pinned_pool_stats() -> dict[str, int]:
+    """
+    The page-locked pool: bytes in use and idle, acquires served, pinned anew and refused.
+    """
+def set_host_copy_tuning(**kwargs) -> None:
+    """
+    Changes how host arrays are copied, for benchmarks comparing settings in one process. Not safe while calls run.
+    """
 def set_tensorrt_log_sink(sink: collections.abc.Callable[[int, str], None]) -> None:
     """
     sink(severity: int, message: str), severity 0 (internal error)..4.
@@ -233,4 +258,8 @@ def tensorrt_adapter_available() -> bool:
 def time_engine(engine: Engine, inputs: typing.Any, iterations: typing.SupportsInt | typing.SupportsIndex, warmup: typing.SupportsInt | typing.SupportsIndex = 10) -> dict:
     """
     Times `engine` on an execution context of its own with `inputs` (a dict, as a session takes them): {'gpu_us': device time per run (events around runs queued behind a gate), 'gpu_from_graph', 'gated', 'enqueue_us': host time per plain enqueue, 'graph_launch_us': host time per graph launch ([] when capture failed), 'graph_failure'}.
+    """
+def trim_pinned_pool() -> None:
+    """
+    Frees the pool's idle page-locked blocks.
     """

@@ -1,0 +1,159 @@
+// Page-locked numpy arrays from the process's pool (trtfast.empty, pooled host results), and
+// the settings of host copies, which benchmarks compare in one process.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+#include <pybind11/typing.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "bindings.hpp"
+#include "tensors.hpp"
+#include "trtfast/host_memory.hpp"
+
+namespace py = pybind11;
+
+namespace trtfast::python {
+
+namespace {
+
+// The owner (numpy's base) of every array over a pooled block: the block returns to the pool
+// when the last array or view over it is gone.
+struct PinnedBlock {
+  std::shared_ptr<void> memory;
+};
+
+PyTypeObject* pinned_block_type = nullptr;
+
+}  // namespace
+
+bool is_pooled_pinned(const PyObject* base) noexcept {
+  return base != nullptr && pinned_block_type != nullptr && Py_TYPE(base) == pinned_block_type;
+}
+
+py::object pinned_numpy(const py::object& dtype, const Dims& shape, std::size_t bytes,
+                        std::string* why_not) {
+  std::shared_ptr<void> memory = cuda::PinnedPool::instance().acquire(bytes, why_not);
+  if (!memory) {
+    return py::object();
+  }
+  py::array array = new_numpy(dtype, shape, memory.get());
+  py::object owner = py::cast(PinnedBlock{std::move(memory)});
+  // Steals the owner: the block lives as long as the array and every view of it.
+  if (py::detail::npy_api::get().PyArray_SetBaseObject_(array.ptr(), owner.release().ptr()) != 0) {
+    throw py::error_already_set();
+  }
+  return std::move(array);
+}
+
+void bind_host_memory(py::module_& module) {
+  auto block = py::class_<PinnedBlock>(
+      module, "PinnedBlock",
+      "Page-locked host memory from trtfast's pool: the base of arrays trtfast.empty() and host "
+      "calls return. It goes back to the pool when no array uses it.");
+  pinned_block_type = reinterpret_cast<PyTypeObject*>(block.ptr());
+
+  module.def(
+      "empty_pinned",
+      [](const py::dtype& dtype, const std::vector<std::int64_t>& shape) {
+        Dims dims;
+        if (shape.size() > static_cast<std::size_t>(kMaxRank)) {
+          throw InputError("trtfast.empty: at most " + std::to_string(kMaxRank) +
+                           " dimensions, received " + std::to_string(shape.size()));
+        }
+        dims.rank = static_cast<int>(shape.size());
+        std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+        for (std::size_t i = 0; i < shape.size(); ++i) {
+          if (shape[i] < 0) {
+            throw InputError("trtfast.empty: negative dimension " + std::to_string(shape[i]));
+          }
+          dims.d[i] = shape[i];
+          bytes *= static_cast<std::size_t>(shape[i]);
+        }
+        std::string why_not;
+        py::object array = pinned_numpy(dtype, dims, bytes == 0 ? 1 : bytes, &why_not);
+        if (!array) {
+          array = new_numpy(dtype, dims);
+        }
+        return py::make_tuple(array, why_not);
+      },
+      py::arg("dtype"), py::arg("shape"),
+      "(array, why_not): a C-contiguous array in pooled page-locked memory, or a plain one with "
+      "the reason pinning failed.");
+  module.def(
+      "is_pinned_host",
+      [](const py::array& array) {
+        return is_pooled_pinned(py::detail::array_proxy(array.ptr())->base) ||
+               cuda::is_pinned_host(array.data(), static_cast<std::size_t>(array.nbytes()));
+      },
+      py::arg("array"), "True when the array's memory is page-locked (copied by DMA).");
+  module.def(
+      "pinned_pool_stats",
+      []() -> py::typing::Dict<py::str, py::int_> {
+        const cuda::PinnedPool& pool = cuda::PinnedPool::instance();
+        const cuda::PinnedPool::Stats stats = pool.stats();
+        py::dict result;
+        result["live_bytes"] = stats.live_bytes;
+        result["idle_bytes"] = stats.idle_bytes;
+        result["hits"] = stats.hits;
+        result["misses"] = stats.misses;
+        result["refusals"] = stats.refusals;
+        result["limit"] = pool.limit();
+        result["idle_limit"] = pool.idle_limit();
+        return result;
+      },
+      "The page-locked pool: bytes in use and idle, acquires served, pinned anew and refused.");
+  module.def(
+      "trim_pinned_pool", [] { cuda::PinnedPool::instance().trim(); },
+      "Frees the pool's idle page-locked blocks.");
+
+  module.def(
+      "host_copy_tuning",
+      []() -> py::typing::Dict<py::str, py::object> {
+        const cuda::HostCopyTuning& t = cuda::host_copy_tuning();
+        py::dict result;
+        result["threads"] = t.threads;
+        result["parallel_min_bytes"] = t.parallel_min_bytes;
+        result["chunk_bytes"] = t.chunk_bytes;
+        result["pipeline_min_bytes"] = t.pipeline_min_bytes;
+        result["zero_copy"] = t.zero_copy;
+        result["pooled_outputs"] = t.pooled_outputs;
+        result["pooled_output_min_bytes"] = t.pooled_output_min_bytes;
+        result["pinned_check_min_bytes"] = t.pinned_check_min_bytes;
+        return result;
+      },
+      "How host arrays are copied (see set_host_copy_tuning).");
+  module.def(
+      "set_host_copy_tuning",
+      [](const py::kwargs& changes) {
+        cuda::HostCopyTuning t = cuda::host_copy_tuning();
+        for (const auto& [key, value] : changes) {
+          const std::string name = py::str(key);
+          if (name == "threads") {
+            t.threads = value.cast<unsigned>();
+          } else if (name == "parallel_min_bytes") {
+            t.parallel_min_bytes = value.cast<std::size_t>();
+          } else if (name == "chunk_bytes") {
+            t.chunk_bytes = value.cast<std::size_t>();
+          } else if (name == "pipeline_min_bytes") {
+            t.pipeline_min_bytes = value.cast<std::size_t>();
+          } else if (name == "zero_copy") {
+            t.zero_copy = value.cast<bool>();
+          } else if (name == "pooled_outputs") {
+            t.pooled_outputs = value.cast<bool>();
+          } else if (name == "pooled_output_min_bytes") {
+            t.pooled_output_min_bytes = value.cast<std::size_t>();
+          } else if (name == "pinned_check_min_bytes") {
+            t.pinned_check_min_bytes = value.cast<std::size_t>();
+          } else {
+            throw py::type_error("set_host_copy_tuning() got an unexpected setting '" + name + "'");
+          }
+        }
+        cuda::set_host_copy_tuning(t);
+      },
+      "Changes how host arrays are copied, for benchmarks comparing settings in one process. "
+      "Not safe while calls run.");
+}
+
+}  // namespace trtfast::python

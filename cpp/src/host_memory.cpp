@@ -1,0 +1,316 @@
+#include "trtfast/host_memory.hpp"
+
+#include <cuda_runtime_api.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "trtfast/cuda.hpp"
+
+namespace trtfast::cuda {
+
+namespace {
+
+bool pinned_at(const void* address) noexcept {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, address) != cudaSuccess) {
+    cudaGetLastError();  // no driver, or an address CUDA has never heard of
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+}
+
+// Classes a quarter of a power of two apart, from one page: a block wastes at most 25%.
+std::size_t size_class(std::size_t bytes) {
+  constexpr std::size_t kPage = 4096;
+  if (bytes <= kPage) {
+    return kPage;
+  }
+  unsigned shift = 0;
+  for (std::size_t rest = bytes - 1; rest > 1; rest >>= 1) {
+    ++shift;
+  }
+  const std::size_t step = std::size_t{1} << (shift - 2);
+  return (bytes + step - 1) / step * step;
+}
+
+std::size_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
+                               : std::size_t{8} << 30;
+}
+
+}  // namespace
+
+bool is_pinned_host(const void* address, std::size_t bytes) noexcept {
+  if (address == nullptr || bytes == 0) {
+    return false;
+  }
+  return pinned_at(address) &&
+         (bytes == 1 || pinned_at(static_cast<const char*>(address) + bytes - 1));
+}
+
+// --- PinnedPool ----------------------------------------------------------------------------------
+
+struct PinnedPool::State {
+  mutable std::mutex mutex;
+  std::map<std::size_t, std::vector<void*>> idle;  // by size class
+  Stats stats;
+};
+
+PinnedPool& PinnedPool::instance() {
+  static auto* pool = new PinnedPool();  // never destroyed, see the header
+  return *pool;
+}
+
+PinnedPool::PinnedPool()
+    : state_(std::make_unique<State>()),
+      limit_(physical_memory() / 4),
+      idle_limit_(std::min<std::size_t>(limit_ / 2, std::size_t{1} << 30)) {}
+
+std::shared_ptr<void> PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
+  const std::size_t size = size_class(bytes);
+  std::vector<void*> to_free;
+  void* block = nullptr;
+  bool refused = false;
+  {
+    const std::lock_guard<std::mutex> lock(state_->mutex);
+    Stats& stats = state_->stats;
+    auto found = state_->idle.find(size);
+    if (found != state_->idle.end() && !found->second.empty()) {
+      block = found->second.back();
+      found->second.pop_back();
+      stats.idle_bytes -= size;
+      stats.live_bytes += size;
+      ++stats.hits;
+    } else {
+      // Room for a new block: idle blocks of other sizes give way first.
+      for (auto it = state_->idle.begin();
+           it != state_->idle.end() && stats.live_bytes + stats.idle_bytes + size > limit_; ++it) {
+        while (!it->second.empty() && stats.live_bytes + stats.idle_bytes + size > limit_) {
+          to_free.push_back(it->second.back());
+          it->second.pop_back();
+          stats.idle_bytes -= it->first;
+        }
+      }
+      if (stats.live_bytes + stats.idle_bytes + size > limit_) {
+        refused = true;
+        ++stats.refusals;
+        if (why_not != nullptr) {
+          *why_not = "the pinned pool already holds " + std::to_string(stats.live_bytes) +
+                     " bytes in use, and pins at most " + std::to_string(limit_) +
+                     " (a quarter of this machine's memory)";
+        }
+      } else {
+        stats.live_bytes += size;  // reserved; given back below if pinning fails
+        ++stats.misses;
+      }
+    }
+  }
+  for (void* pointer : to_free) {
+    cudaFreeHost(pointer);
+  }
+  if (refused) {
+    return nullptr;
+  }
+  if (block == nullptr) {
+    std::string failure;
+    if (pinning_refused_for_testing()) {
+      failure = "TRTFAST_TESTING_REFUSE_PINNED_MEMORY=1";
+    } else {
+      const cudaError_t status = cudaHostAlloc(&block, size, cudaHostAllocPortable);
+      if (status != cudaSuccess) {
+        cudaGetLastError();
+        block = nullptr;
+        failure = "cudaHostAlloc of " + std::to_string(size) + " bytes failed: " + describe(status);
+      }
+    }
+    if (block == nullptr) {
+      const std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->stats.live_bytes -= size;
+      --state_->stats.misses;
+      ++state_->stats.refusals;
+      if (why_not != nullptr) {
+        *why_not = failure;
+      }
+      return nullptr;
+    }
+  }
+  return std::shared_ptr<void>(block, [this, size](void* pointer) { release(pointer, size); });
+}
+
+void PinnedPool::release(void* block, std::size_t size) noexcept {
+  {
+    const std::lock_guard<std::mutex> lock(state_->mutex);
+    Stats& stats = state_->stats;
+    stats.live_bytes -= size;
+    if (stats.idle_bytes + size <= idle_limit_) {
+      try {
+        state_->idle[size].push_back(block);
+        stats.idle_bytes += size;
+        return;
+      } catch (...) {  // no memory for the list: free the block instead
+      }
+    }
+  }
+  cudaFreeHost(block);
+}
+
+PinnedPool::Stats PinnedPool::stats() const {
+  const std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->stats;
+}
+
+void PinnedPool::trim() {
+  std::map<std::size_t, std::vector<void*>> idle;
+  {
+    const std::lock_guard<std::mutex> lock(state_->mutex);
+    idle.swap(state_->idle);
+    state_->stats.idle_bytes = 0;
+  }
+  for (auto& [size, blocks] : idle) {
+    for (void* block : blocks) {
+      cudaFreeHost(block);
+    }
+  }
+}
+
+// --- Parallel host copies ------------------------------------------------------------------------
+
+namespace {
+
+// Threads that each copy one slice of a large copy while the caller copies the first. One copy
+// at a time: a caller that finds them busy copies alone (concurrent sessions already use the
+// machine's cores).
+class CopyWorkers {
+ public:
+  explicit CopyWorkers(unsigned workers) : owner_(getpid()) {
+    for (unsigned i = 0; i < workers; ++i) {
+      threads_.emplace_back([this, i] { work(i + 1); });
+      threads_.back().detach();  // lives as long as the process: see host_copy
+    }
+  }
+
+  bool owned_by_this_process() const noexcept { return owner_ == getpid(); }
+  unsigned workers() const noexcept { return static_cast<unsigned>(threads_.size()); }
+
+  // False when another copy holds the workers.
+  bool copy(char* destination, const char* source, std::size_t bytes, unsigned parts) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) {
+      return false;
+    }
+    parts = std::min(parts, workers() + 1);
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      destination_ = destination;
+      source_ = source;
+      bytes_ = bytes;
+      parts_ = parts;
+      remaining_.store(parts - 1, std::memory_order_relaxed);
+      ++generation_;
+    }
+    wake_.notify_all();
+    copy_part(0, destination, source, bytes, parts);
+    while (remaining_.load(std::memory_order_acquire) != 0) {
+      std::this_thread::yield();
+    }
+    return true;
+  }
+
+ private:
+  static void copy_part(unsigned part, char* destination, const char* source, std::size_t bytes,
+                        unsigned parts) {
+    constexpr std::size_t kLine = 64;  // slices start on cache lines
+    const std::size_t slice = (bytes / parts + kLine - 1) / kLine * kLine;
+    const std::size_t begin = std::min(bytes, slice * part);
+    const std::size_t end = part + 1 == parts ? bytes : std::min(bytes, begin + slice);
+    if (end > begin) {
+      std::memcpy(destination + begin, source + begin, end - begin);
+    }
+  }
+
+  void work(unsigned part) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      char* destination = nullptr;
+      const char* source = nullptr;
+      std::size_t bytes = 0;
+      unsigned parts = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        destination = destination_;
+        source = source_;
+        bytes = bytes_;
+        parts = parts_;
+      }
+      if (part < parts) {
+        copy_part(part, destination, source, bytes, parts);
+        remaining_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  pid_t owner_;
+  std::mutex busy_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::uint64_t generation_ = 0;
+  char* destination_ = nullptr;
+  const char* source_ = nullptr;
+  std::size_t bytes_ = 0;
+  unsigned parts_ = 0;
+  std::atomic<unsigned> remaining_{0};
+  std::vector<std::thread> threads_;
+};
+
+HostCopyTuning tuning;
+std::mutex workers_mutex;
+CopyWorkers* workers = nullptr;  // never destroyed: detached threads use it until exit
+
+CopyWorkers* copy_workers() {
+  const std::lock_guard<std::mutex> lock(workers_mutex);
+  const unsigned wanted = tuning.threads > 1 ? tuning.threads - 1 : 0;
+  // A forked child has none of its parent's threads.
+  if (workers == nullptr || !workers->owned_by_this_process() || workers->workers() != wanted) {
+    workers = wanted == 0 ? nullptr : new CopyWorkers(wanted);
+  }
+  return workers;
+}
+
+}  // namespace
+
+const HostCopyTuning& host_copy_tuning() noexcept { return tuning; }
+
+void set_host_copy_tuning(const HostCopyTuning& value) {
+  if (value.threads == 0 || value.chunk_bytes == 0) {
+    throw Error("host copies need at least one thread and chunks of at least one byte");
+  }
+  tuning = value;
+}
+
+void host_copy(void* destination, const void* source, std::size_t bytes) {
+  if (bytes == 0) {
+    return;
+  }
+  if (bytes >= tuning.parallel_min_bytes && tuning.threads > 1) {
+    if (CopyWorkers* pool = copy_workers();
+        pool != nullptr && pool->copy(static_cast<char*>(destination),
+                                      static_cast<const char*>(source), bytes, tuning.threads)) {
+      return;
+    }
+  }
+  std::memcpy(destination, source, bytes);
+}
+
+}  // namespace trtfast::cuda
