@@ -18,42 +18,51 @@ namespace trtfast::python {
 
 namespace {
 
-// The owner (numpy's base) of every array over a pooled block: the block returns to the pool
-// when the last array or view over it is gone.
-struct PinnedBlock {
-  std::shared_ptr<void> memory;
-};
+// The owner (numpy's base) of every array over a pooled block, a capsule of this name holding
+// the block (its size as context): the block returns to the pool when the last array or view
+// over it is gone. A capsule costs a fraction of a class instance, on every large host result.
+constexpr const char* kPinnedBlock = "trtfast.PinnedBlock";
 
-PyTypeObject* pinned_block_type = nullptr;
+void release_block(PyObject* capsule) {
+  const cuda::PinnedPool::Block block{PyCapsule_GetPointer(capsule, kPinnedBlock),
+                                      reinterpret_cast<std::size_t>(PyCapsule_GetContext(capsule))};
+  cuda::PinnedPool::instance().release(block);
+}
 
 }  // namespace
 
-bool is_pooled_pinned(const PyObject* base) noexcept {
-  return base != nullptr && pinned_block_type != nullptr && Py_TYPE(base) == pinned_block_type;
+bool is_pooled_pinned(PyObject* base) noexcept {
+  // The name's address identifies trtfast's capsules: GetName returns the pointer given to New.
+  return base != nullptr && PyCapsule_CheckExact(base) && PyCapsule_GetName(base) == kPinnedBlock;
 }
 
 py::object pinned_numpy(const py::object& dtype, const Dims& shape, std::size_t bytes,
                         std::string* why_not) {
-  std::shared_ptr<void> memory = cuda::PinnedPool::instance().acquire(bytes, why_not);
-  if (!memory) {
+  const cuda::PinnedPool::Block block = cuda::PinnedPool::instance().acquire(bytes, why_not);
+  if (block.data == nullptr) {
     return py::object();
   }
-  py::array array = new_numpy(dtype, shape, memory.get());
-  py::object owner = py::cast(PinnedBlock{std::move(memory)});
+  PyObject* owner = PyCapsule_New(block.data, kPinnedBlock, release_block);
+  if (owner == nullptr || PyCapsule_SetContext(owner, reinterpret_cast<void*>(block.size)) != 0) {
+    Py_XDECREF(owner);
+    cuda::PinnedPool::instance().release(block);
+    throw py::error_already_set();
+  }
+  py::array array;
+  try {
+    array = new_numpy(dtype, shape, block.data);
+  } catch (...) {
+    Py_DECREF(owner);  // gives the block back
+    throw;
+  }
   // Steals the owner: the block lives as long as the array and every view of it.
-  if (py::detail::npy_api::get().PyArray_SetBaseObject_(array.ptr(), owner.release().ptr()) != 0) {
+  if (py::detail::npy_api::get().PyArray_SetBaseObject_(array.ptr(), owner) != 0) {
     throw py::error_already_set();
   }
   return std::move(array);
 }
 
 void bind_host_memory(py::module_& module) {
-  auto block = py::class_<PinnedBlock>(
-      module, "PinnedBlock",
-      "Page-locked host memory from trtfast's pool: the base of arrays trtfast.empty() and host "
-      "calls return. It goes back to the pool when no array uses it.");
-  pinned_block_type = reinterpret_cast<PyTypeObject*>(block.ptr());
-
   module.def(
       "empty_pinned",
       [](const py::dtype& dtype, const std::vector<std::int64_t>& shape) {

@@ -101,7 +101,7 @@ pybind11::array new_numpy(const pybind11::object& dtype, const Dims& shape, void
 pybind11::object pinned_numpy(const pybind11::object& dtype, const Dims& shape, std::size_t bytes,
                               std::string* why_not = nullptr);
 // True when `base` (a numpy array's base) is a pooled page-locked block.
-bool is_pooled_pinned(const PyObject* base) noexcept;
+bool is_pooled_pinned(PyObject* base) noexcept;
 
 // numpy's dtype for a DataType; None where numpy (with ml_dtypes, if installed) has none.
 pybind11::object numpy_dtype(DataType dtype);

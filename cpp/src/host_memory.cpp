@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -76,7 +77,7 @@ PinnedPool::PinnedPool()
       limit_(physical_memory() / 4),
       idle_limit_(std::min<std::size_t>(limit_ / 2, std::size_t{1} << 30)) {}
 
-std::shared_ptr<void> PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
+PinnedPool::Block PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
   const std::size_t size = size_class(bytes);
   std::vector<void*> to_free;
   void* block = nullptr;
@@ -119,7 +120,7 @@ std::shared_ptr<void> PinnedPool::acquire(std::size_t bytes, std::string* why_no
     cudaFreeHost(pointer);
   }
   if (refused) {
-    return nullptr;
+    return Block{};
   }
   if (block == nullptr) {
     std::string failure;
@@ -141,13 +142,18 @@ std::shared_ptr<void> PinnedPool::acquire(std::size_t bytes, std::string* why_no
       if (why_not != nullptr) {
         *why_not = failure;
       }
-      return nullptr;
+      return Block{};
     }
   }
-  return std::shared_ptr<void>(block, [this, size](void* pointer) { release(pointer, size); });
+  return Block{block, size};
 }
 
-void PinnedPool::release(void* block, std::size_t size) noexcept {
+void PinnedPool::release(const Block& given) noexcept {
+  void* const block = given.data;
+  const std::size_t size = given.size;
+  if (block == nullptr) {
+    return;
+  }
   {
     const std::lock_guard<std::mutex> lock(state_->mutex);
     Stats& stats = state_->stats;
@@ -189,7 +195,8 @@ namespace {
 
 // Threads that each copy one slice of a large copy while the caller copies the first. One copy
 // at a time: a caller that finds them busy copies alone (concurrent sessions already use the
-// machine's cores).
+// machine's cores). The chunks of one call follow each other within microseconds, so a worker
+// spins a while for the next slice before it sleeps: a wake-up from sleep costs tens of us.
 class CopyWorkers {
  public:
   explicit CopyWorkers(unsigned workers) : owner_(getpid()) {
@@ -209,14 +216,14 @@ class CopyWorkers {
       return false;
     }
     parts = std::min(parts, workers() + 1);
+    destination_.store(destination, std::memory_order_relaxed);
+    source_.store(source, std::memory_order_relaxed);
+    bytes_.store(bytes, std::memory_order_relaxed);
+    parts_.store(parts, std::memory_order_relaxed);
+    remaining_.store(parts - 1, std::memory_order_relaxed);
     {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      destination_ = destination;
-      source_ = source;
-      bytes_ = bytes;
-      parts_ = parts;
-      remaining_.store(parts - 1, std::memory_order_relaxed);
-      ++generation_;
+      const std::lock_guard<std::mutex> lock(mutex_);  // no sleeper misses the new generation
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     copy_part(0, destination, source, bytes, parts);
@@ -227,6 +234,8 @@ class CopyWorkers {
   }
 
  private:
+  static constexpr std::chrono::microseconds kSpin{300};
+
   static void copy_part(unsigned part, char* destination, const char* source, std::size_t bytes,
                         unsigned parts) {
     constexpr std::size_t kLine = 64;  // slices start on cache lines
@@ -241,19 +250,27 @@ class CopyWorkers {
   void work(unsigned part) {
     std::uint64_t seen = 0;
     for (;;) {
-      char* destination = nullptr;
-      const char* source = nullptr;
-      std::size_t bytes = 0;
-      unsigned parts = 0;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        destination = destination_;
-        source = source_;
-        bytes = bytes_;
-        parts = parts_;
+      const auto give_up = std::chrono::steady_clock::now() + kSpin;
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::yield();
       }
+      if (generation_.load(std::memory_order_acquire) == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
+      // A job stays as it is until its parts are done (the caller waits for remaining_), but one
+      // this worker has no part in may be replaced while it reads: then it reads the new one.
+      const std::uint64_t generation = generation_.load(std::memory_order_acquire);
+      const unsigned parts = parts_.load(std::memory_order_relaxed);
+      char* destination = destination_.load(std::memory_order_relaxed);
+      const char* source = source_.load(std::memory_order_relaxed);
+      const std::size_t bytes = bytes_.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (generation_.load(std::memory_order_relaxed) != generation) {
+        continue;
+      }
+      seen = generation;
       if (part < parts) {
         copy_part(part, destination, source, bytes, parts);
         remaining_.fetch_sub(1, std::memory_order_acq_rel);
@@ -265,11 +282,11 @@ class CopyWorkers {
   std::mutex busy_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::uint64_t generation_ = 0;
-  char* destination_ = nullptr;
-  const char* source_ = nullptr;
-  std::size_t bytes_ = 0;
-  unsigned parts_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<char*> destination_{nullptr};
+  std::atomic<const char*> source_{nullptr};
+  std::atomic<std::size_t> bytes_{0};
+  std::atomic<unsigned> parts_{0};
   std::atomic<unsigned> remaining_{0};
   std::vector<std::thread> threads_;
 };
@@ -289,6 +306,10 @@ CopyWorkers* copy_workers() {
 }
 
 }  // namespace
+
+unsigned default_copy_threads() noexcept {
+  return std::clamp(std::thread::hardware_concurrency() / 2, 1U, 8U);
+}
 
 const HostCopyTuning& host_copy_tuning() noexcept { return tuning; }
 

@@ -22,9 +22,15 @@ class PinnedPool {
  public:
   static PinnedPool& instance();  // never destroyed: blocks may outlive static destruction
 
-  // A block of at least `bytes` (any alignment cudaHostAlloc gives: 4096 bytes or more), or null
-  // when pinning fails or the pool already holds limit() bytes; `why_not` then says why.
-  std::shared_ptr<void> acquire(std::size_t bytes, std::string* why_not = nullptr);
+  struct Block {
+    void* data = nullptr;
+    std::size_t size = 0;  // its size class: what release() takes back
+  };
+  // A block of at least `bytes` (aligned as cudaHostAlloc aligns: 4096 bytes or more), or a null
+  // one when pinning fails or the pool already holds limit() bytes; `why_not` then says why.
+  Block acquire(std::size_t bytes, std::string* why_not = nullptr);
+  // Gives a block back; the pool keeps it for the next acquire, or frees it past idle_limit().
+  void release(const Block& block) noexcept;
 
   struct Stats {
     std::size_t live_bytes = 0;  // held by owners
@@ -45,22 +51,25 @@ class PinnedPool {
 
  private:
   PinnedPool();
-  void release(void* block, std::size_t size) noexcept;
   struct State;
   std::unique_ptr<State> state_;
   std::size_t limit_;
   std::size_t idle_limit_;
 };
 
+// Half the machine's cores, at most 8: where 16 MB and 64 MB copies were fastest on a 16-core
+// host (benchmarks/bench_host_io.py --sweep).
+unsigned default_copy_threads() noexcept;
+
 // Copies between host buffers: one memcpy for small copies, several threads for large ones (a
-// single thread copies about 10 GB/s; the link moves 50).
+// single thread copies about 10 GB/s; the link moves 50). Defaults from the same sweep.
 struct HostCopyTuning {
-  unsigned threads = 4;                      // threads per copy, the caller's included
-  std::size_t parallel_min_bytes = 1 << 20;  // smaller copies stay on the calling thread
-  std::size_t chunk_bytes = 4 << 20;         // pipelining: bytes per chunk between host and DMA
-  std::size_t pipeline_min_bytes = 4 << 20;  // smaller tensors are copied whole, then sent
-  bool zero_copy = true;                     // page-locked caller arrays skip staging
-  bool pooled_outputs = true;                // host results land in pooled page-locked arrays
+  unsigned threads = default_copy_threads();  // threads per copy, the caller's included
+  std::size_t parallel_min_bytes = 1 << 20;   // smaller copies stay on the calling thread
+  std::size_t chunk_bytes = 2 << 20;          // pipelining: bytes per chunk between host and DMA
+  std::size_t pipeline_min_bytes = 4 << 20;   // smaller tensors are copied whole, then sent
+  bool zero_copy = true;                      // page-locked caller arrays skip staging
+  bool pooled_outputs = true;                 // host results land in pooled page-locked arrays
   std::size_t pooled_output_min_bytes = 64 << 10;
   // Smaller caller arrays are staged without asking whether they are page-locked: the question
   // costs about as much as their copy.

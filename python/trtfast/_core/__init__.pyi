@@ -8,11 +8,7 @@ import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'PinnedBlock', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
-class PinnedBlock:
-    """
-    Page-locked host memory from trtfast's pool: the base of arrays trtfast.empty() and host calls return. It goes back to the pool when no array uses it.
-    """
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
 class CompletionQueue:
     """
     Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
