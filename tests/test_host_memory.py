@@ -164,3 +164,43 @@ def test_host_copy_settings_refuse_what_cannot_work() -> None:
     finally:
         _core.set_host_copy_tuning(**saved)
     assert _core.host_copy_tuning() == saved
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("nbytes", [0, 1, 63, 4096, (1 << 20) + 13, 9_000_001])
+def test_host_copies_keep_every_byte_whatever_the_threads(threads: int, nbytes: int) -> None:
+    saved = _core.host_copy_tuning()
+    try:
+        _core.set_host_copy_tuning(threads=threads, parallel_min_bytes=64)
+        source = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
+        destination = np.zeros_like(source)
+        _core.host_copy(destination, source)
+        np.testing.assert_array_equal(destination, source)
+    finally:
+        _core.set_host_copy_tuning(**saved)
+
+
+def test_host_copies_from_many_threads_at_once_stay_apart() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    saved = _core.host_copy_tuning()
+    try:
+        _core.set_host_copy_tuning(threads=4, parallel_min_bytes=1024)
+        sources = [np.full(3_000_017, k, dtype=np.uint8) for k in range(8)]
+        destinations = [np.zeros_like(s) for s in sources]
+
+        def copy(k: int) -> None:
+            for _ in range(20):
+                _core.host_copy(destinations[k], sources[k])
+                assert (destinations[k] == k).all()
+                destinations[k][:] = 255
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(copy, range(8)))
+    finally:
+        _core.set_host_copy_tuning(**saved)
+
+
+def test_host_copy_refuses_arrays_of_different_sizes() -> None:
+    with pytest.raises(trtfast.InputError, match="same size in bytes.*received 8 and 4 bytes"):
+        _core.host_copy(np.zeros(2, np.float32), np.zeros(1, np.float32))

@@ -118,6 +118,26 @@ void bind_host_memory(py::module_& module) {
       "Frees the pool's idle page-locked blocks.");
 
   module.def(
+      "host_copy",
+      [](py::array destination, const py::array& source) {
+        const auto contiguous = py::array::c_style;
+        if ((destination.flags() & contiguous) == 0 || (source.flags() & contiguous) == 0 ||
+            !destination.writeable() || destination.nbytes() != source.nbytes()) {
+          throw InputError(
+              "host_copy takes two C-contiguous arrays of the same size in bytes, "
+              "the first writable; received " +
+              std::to_string(destination.nbytes()) + " and " + std::to_string(source.nbytes()) +
+              " bytes");
+        }
+        void* to = destination.mutable_data();
+        const void* from = source.data();
+        const auto bytes = static_cast<std::size_t>(source.nbytes());
+        const py::gil_scoped_release release;
+        cuda::host_copy(to, from, bytes);
+      },
+      py::arg("destination"), py::arg("source"),
+      "Copies bytes as sessions stage pageable arrays: by several threads when large.");
+  module.def(
       "host_copy_tuning",
       []() -> py::typing::Dict<py::str, py::object> {
         const cuda::HostCopyTuning& t = cuda::host_copy_tuning();

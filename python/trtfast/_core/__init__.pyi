@@ -8,7 +8,7 @@ import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
 class CompletionQueue:
     """
     Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
@@ -224,6 +224,10 @@ def empty_pinned(dtype: numpy.dtype[typing.Any], shape: collections.abc.Sequence
 def find_tensorrt_library(package_folders: collections.abc.Sequence[tuple[str, str, str]]) -> TensorRTLibrary:
     """
     Search TRTFAST_TENSORRT_LIBRARY, then (package, folder, kind) triples (folder '' when the package is not installed), then the system loader path.
+    """
+def host_copy(destination: numpy.ndarray, source: numpy.ndarray) -> None:
+    """
+    Copies bytes as sessions stage pageable arrays: by several threads when large.
     """
 def host_copy_tuning() -> dict[str, typing.Any]:
     """
