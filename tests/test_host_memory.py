@@ -202,5 +202,5 @@ def test_host_copies_from_many_threads_at_once_stay_apart() -> None:
 
 
 def test_host_copy_refuses_arrays_of_different_sizes() -> None:
-    with pytest.raises(trtfast.InputError, match="same size in bytes.*received 8 and 4 bytes"):
+    with pytest.raises(trtfast.InputError, match=r"same size in bytes.*received 8 and 4 bytes"):
         _core.host_copy(np.zeros(2, np.float32), np.zeros(1, np.float32))
