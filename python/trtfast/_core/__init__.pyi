@@ -7,7 +7,7 @@ import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine']
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_adapters', 'cuda', 'engine_file', 'find_tensorrt_library', 'open_tensorrt_library', 'set_tensorrt_log_sink', 'tensorrt_adapter', 'tensorrt_adapter_available', 'time_engine']
 class CompletionQueue:
     """
     Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
@@ -112,6 +112,9 @@ class TensorRTLibrary:
         'full' (builds and runs engines) or 'lean' (runs them only).
         """
     @property
+    def major(self) -> int:
+        ...
+    @property
     def origin(self) -> str:
         """
         Where the search found it.
@@ -214,8 +217,10 @@ def combine_timing_caches(library: TensorRTLibrary, caches: collections.abc.Sequ
     """
     One serialized timing cache holding the entries of all `caches`; caches made by another TensorRT version or GPU are left out with a warning.
     """
-def compiled_tensorrt_major() -> int:
-    ...
+def compiled_tensorrt_adapters() -> dict[int, str]:
+    """
+    TensorRT major -> version of the headers its adapter was compiled with.
+    """
 def find_tensorrt_library(package_folders: collections.abc.Sequence[tuple[str, str, str]]) -> TensorRTLibrary:
     """
     Search TRTFAST_TENSORRT_LIBRARY, then (package, folder, kind) triples (folder '' when the package is not installed), then the system loader path.
@@ -226,9 +231,13 @@ def set_tensorrt_log_sink(sink: collections.abc.Callable[[int, str], None]) -> N
     """
     sink(severity: int, message: str), severity 0 (internal error)..4.
     """
+def tensorrt_adapter(library: TensorRTLibrary) -> str:
+    """
+    The file of the adapter for the library's major, loaded; raises TensorRTUnavailableError saying how to get one when this build has none.
+    """
 def tensorrt_adapter_available() -> bool:
     """
-    True when this build can create TensorRT objects.
+    True when this build has an adapter for at least one TensorRT major.
     """
 def time_engine(engine: Engine, inputs: typing.Any, iterations: typing.SupportsInt | typing.SupportsIndex, warmup: typing.SupportsInt | typing.SupportsIndex = 10) -> dict:
     """
