@@ -114,8 +114,12 @@ def test_a_major_without_an_adapter_says_so_and_how_to_get_one(tmp_path: Path) -
         f"this installation of trtfast was built without TensorRT {MISSING} support"
     )
     assert str(library) in message
-    assert f"TensorRT{MISSING}_ROOT=" in message and "release wheel" in message
-    assert f"adapters for TensorRT {' and '.join(map(str, COMPILED))} only" in message
+    if MISSING in (10, 11):
+        assert f"TensorRT{MISSING}_ROOT=" in message and "release wheel" in message
+    else:
+        assert "trtfast is written for TensorRT 10 and 11" in message
+    assert "TRTFAST_TENSORRT_LIBRARY" in message
+    assert f"(it supports TensorRT {' and '.join(map(str, COMPILED))} only)" in message
     # Every path to TensorRT says the same, before any factory of that major is called.
     assert result["runtime"] == f"TensorRTUnavailableError: {message}"
     assert result["fp8_ampere_plus"] == f"TensorRTUnavailableError: {message}"
@@ -172,7 +176,7 @@ def test_doctor_names_the_adapter_in_use(tmp_path: Path, major: int) -> None:
 def test_doctor_says_when_the_library_major_has_no_adapter(tmp_path: Path) -> None:
     report = doctor(fake_tensorrt(tmp_path, MISSING))
     problem = f"this installation of trtfast was built without TensorRT {MISSING} support"
-    line = rf"^tensorrt adapter +none for TensorRT {MISSING}: {problem}: .*release wheel"
+    line = rf"^tensorrt adapter +none for TensorRT {MISSING}: {problem} .*TRTFAST_TENSORRT_LIBRARY"
     assert re.search(line, report, re.MULTILINE), report
     if _core.cuda.device_count() > 0:  # otherwise the missing GPU is the first problem
         assert report.strip().splitlines()[-1].startswith(f"not ready: {problem}")

@@ -41,10 +41,12 @@ std::map<int, std::string> parse_adapters(const std::string& text) {
   return adapters;
 }
 
-std::string majors_text(const std::map<int, std::string>& adapters) {
+// "10", "10 and 11", "TensorRT10_ROOT and TensorRT11_ROOT": the majors with adapters.
+std::string majors_text(const std::string& prefix, const std::string& suffix,
+                        const std::string& separator) {
   std::string text;
-  for (const auto& [major, version] : adapters) {
-    text += (text.empty() ? "" : " and ") + std::to_string(major);
+  for (const auto& [major, version] : compiled_tensorrt_adapters()) {
+    text += (text.empty() ? "" : separator) + prefix + std::to_string(major) + suffix;
   }
   return text;
 }
@@ -60,18 +62,24 @@ std::string majors_text(const std::map<int, std::string>& adapters) {
 
 [[noreturn]] void throw_no_adapter_for(const TensorRTLibrary& library) {
   const std::string major = std::to_string(library.major());
+  const std::string found = "this installation of trtfast was built without TensorRT " + major +
+                            " support (it supports TensorRT " + majors_text("", "", " and ") +
+                            " only), and the TensorRT library it found, " + library.path() +
+                            ", is TensorRT " + library.version_string() + ". ";
+  const std::string other_library = "use a TensorRT " + majors_text("", "", " or ") +
+                                    " library instead (TRTFAST_TENSORRT_LIBRARY names one)";
+  // The majors the adapters' code is written for (cpp/CMakeLists.txt, TRTFAST_TENSORRT_MAJORS).
+  if (library.major() != 10 && library.major() != 11) {
+    throw TensorRTUnavailableError(found +
+                                   "trtfast is written for TensorRT 10 and 11: " + other_library);
+  }
   throw TensorRTUnavailableError(
-      "this installation of trtfast was built without TensorRT " + major +
-      " support: the "
-      "TensorRT library it found, " +
-      library.path() + ", is TensorRT " + library.version_string() +
-      ", and it has adapters for TensorRT " + majors_text(compiled_tensorrt_adapters()) +
-      " only. Rebuild trtfast with TensorRT " + major + "'s headers (`TensorRT" + major +
-      "_ROOT=/path/to/TensorRT-" + major +
-      " pip install trtfast`, the folder holding include/NvInferRuntime.h; set the other "
-      "majors' TensorRT<major>_ROOT too to keep them), install the release wheel (`pip install "
-      "--only-binary trtfast trtfast`), which has adapters for TensorRT 10 and 11, or use a "
-      "TensorRT library of a major it has (TRTFAST_TENSORRT_LIBRARY names one)");
+      found + "To use it, rebuild trtfast with TensorRT " + major + "'s headers too (`TensorRT" +
+      major + "_ROOT=/path/to/TensorRT-" + major + " " + majors_text("TensorRT", "_ROOT=...", " ") +
+      " pip install trtfast`, each the folder holding include/NvInferRuntime.h), or install the "
+      "release wheel (`pip install --only-binary trtfast trtfast`), which supports TensorRT 10 "
+      "and 11. Or " +
+      other_library);
 }
 
 // The folder of libtrtfast_core.so, where the build installs the adapters beside it.
