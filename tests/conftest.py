@@ -22,6 +22,8 @@ def tensorrt_unavailable_reason() -> str | None:
         library = trtfast.tensorrt_library()
     except trtfast.TensorRTUnavailableError as error:
         return f"no TensorRT library: {str(error).splitlines()[0]}"
+    if str(library.major) not in trtfast.build_info()["tensorrt_adapters"]:
+        return f"this trtfast has no adapter for TensorRT {library.major} ({library.path})"
     if library.kind != "full":
         return (
             f"only the {library.kind} TensorRT runtime is installed ({library.path}); "

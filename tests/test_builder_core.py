@@ -20,6 +20,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import trtfast
 from trtfast import (
     BuildError,
     BuildOptionError,
@@ -145,6 +146,30 @@ def lean_library() -> _core.TensorRTLibrary:
         pytest.skip(f"the lean runtime cannot be loaded with this build: {error}")
 
 
+def has_adapter(library: _core.TensorRTLibrary) -> bool:
+    return str(library.major) in trtfast.build_info()["tensorrt_adapters"]
+
+
+@pytest.fixture
+def lean_adapter_library(lean_library: _core.TensorRTLibrary) -> _core.TensorRTLibrary:
+    """The lean runtime, where this trtfast has an adapter for its major: build_plan reaches the
+    adapter's checks."""
+    if not has_adapter(lean_library):
+        pytest.skip(f"this trtfast has no adapter for TensorRT {lean_library.major}")
+    return lean_library
+
+
+@pytest.fixture
+def lean_library_without_adapter(lean_library: _core.TensorRTLibrary) -> _core.TensorRTLibrary:
+    if has_adapter(lean_library):
+        pytest.skip(f"this trtfast has an adapter for TensorRT {lean_library.major}")
+    return lean_library
+
+
+# Without an adapter for the library's major (or any), every builder call says how to get one.
+NO_ADAPTER = r"built without TensorRT (headers|\d+ support)"
+
+
 def _full_tensorrt_skip_reason() -> str | None:
     if not _core.tensorrt_adapter_available():
         return "this trtfast was built without TensorRT headers"
@@ -154,6 +179,8 @@ def _full_tensorrt_skip_reason() -> str | None:
         library = tensorrt_library()
     except TrtfastError as error:
         return f"no TensorRT library: {str(error).splitlines()[0]}"
+    if not has_adapter(library):
+        return f"this trtfast has no adapter for TensorRT {library.major}: {library.path}"
     if library.kind != "full":
         return f"the TensorRT library found is {library.kind}, not full: {library.path}"
     return None
@@ -183,22 +210,15 @@ def deserialized_io_count(library: _core.TensorRTLibrary, plan: bytes) -> int:
 # --- CPU: no adapter, lean runtime, options -------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    _core.tensorrt_adapter_available(), reason="this trtfast has the TensorRT adapter"
-)
-def test_without_headers_build_plan_says_how_to_rebuild(
-    lean_library: _core.TensorRTLibrary,
+def test_without_an_adapter_build_plan_says_how_to_get_one(
+    lean_library_without_adapter: _core.TensorRTLibrary,
 ) -> None:
-    with pytest.raises(TensorRTUnavailableError, match="built without TensorRT headers"):
-        build(lean_library, mlp())
+    with pytest.raises(TensorRTUnavailableError, match=NO_ADAPTER):
+        build(lean_library_without_adapter, mlp())
 
 
-@pytest.mark.skipif(
-    not _core.tensorrt_adapter_available(),
-    reason="only an adapter build reaches the library-kind check; without headers build_plan "
-    "fails earlier, saying so",
-)
-def test_lean_library_cannot_build(lean_library: _core.TensorRTLibrary) -> None:
+def test_lean_library_cannot_build(lean_adapter_library: _core.TensorRTLibrary) -> None:
+    lean_library = lean_adapter_library
     assert lean_library.kind == "lean"
     with pytest.raises(TensorRTUnavailableError) as raised:
         build(lean_library, mlp())
@@ -256,10 +276,6 @@ def test_empty_model_is_refused(lean_library: _core.TensorRTLibrary) -> None:
         _core.build_plan(lean_library, b"", {}, None)
 
 
-@pytest.mark.skipif(
-    not _core.tensorrt_adapter_available(),
-    reason="without TensorRT headers build_plan fails before it looks at the options",
-)
 @pytest.mark.parametrize(
     ("options", "error", "pattern"),
     [
@@ -270,10 +286,10 @@ def test_empty_model_is_refused(lean_library: _core.TensorRTLibrary) -> None:
     ],
 )
 def test_option_mistakes_are_named_before_tensorrt_is_used(
-    lean_library: _core.TensorRTLibrary, options: dict[str, Any], error: type, pattern: str
+    lean_adapter_library: _core.TensorRTLibrary, options: dict[str, Any], error: type, pattern: str
 ) -> None:
     with pytest.raises(error, match=pattern):
-        _core.build_plan(lean_library, mlp(), options, None)
+        _core.build_plan(lean_adapter_library, mlp(), options, None)
 
 
 @pytest.mark.parametrize("model", [bytearray, memoryview], ids=["bytearray", "memoryview"])
@@ -293,17 +309,17 @@ def test_a_model_that_is_not_contiguous_bytes_is_refused(
         _core.build_plan(lean_library, strided, {}, None)
 
 
-@pytest.mark.skipif(
-    _core.compiled_tensorrt_major() != 10,
-    reason="the fp8 and ampere_plus conflict is TensorRT 10's (NvInfer.h, BuilderFlag::kFP8); "
-    f"this trtfast was compiled for major {_core.compiled_tensorrt_major()}",
-)
 def test_fp8_with_ampere_plus_is_refused_before_tensorrt_on_10(
-    lean_library: _core.TensorRTLibrary,
+    lean_adapter_library: _core.TensorRTLibrary,
 ) -> None:
+    if lean_adapter_library.major != 10:
+        pytest.skip(
+            "the fp8 and ampere_plus conflict is TensorRT 10's (NvInfer.h, BuilderFlag::kFP8); "
+            f"the lean runtime here is TensorRT {lean_adapter_library.version}"
+        )
     options = {"precision": "fp8", "hardware_compatibility": "ampere_plus"}
     with pytest.raises(BuildOptionError, match="precision='fp8' and hardware_compatibility"):
-        _core.build_plan(lean_library, mlp(), options, None)
+        _core.build_plan(lean_adapter_library, mlp(), options, None)
 
 
 # --- TensorRT: real builds ------------------------------------------------------------------------
@@ -368,7 +384,7 @@ def test_precisions(
 
 @pytest.mark.tensorrt
 def test_fp16_flag_on_an_fp32_model(full_library: _core.TensorRTLibrary) -> None:
-    if _core.compiled_tensorrt_major() >= 11:
+    if full_library.major >= 11:
         # No builder flag exists: an unconverted model would silently give an fp32 engine.
         with pytest.raises(BuildError, match=r"fp16 was asked for.*no float16 tensor"):
             build(full_library, cnn(), precision="fp16")
@@ -486,14 +502,11 @@ def test_timing_caches_combine(full_library: _core.TensorRTLibrary) -> None:
     assert len(build(full_library, cnn(), timing_cache=combined)["plan"]) > 0
 
 
-@pytest.mark.skipif(
-    _core.tensorrt_adapter_available(), reason="this trtfast has the TensorRT adapter"
-)
-def test_without_headers_timing_caches_cannot_combine(
-    lean_library: _core.TensorRTLibrary,
+def test_without_an_adapter_timing_caches_cannot_combine(
+    lean_library_without_adapter: _core.TensorRTLibrary,
 ) -> None:
-    with pytest.raises(TensorRTUnavailableError, match="built without TensorRT headers"):
-        _core.combine_timing_caches(lean_library, [b"a", b"b"])
+    with pytest.raises(TensorRTUnavailableError, match=NO_ADAPTER):
+        _core.combine_timing_caches(lean_library_without_adapter, [b"a", b"b"])
 
 
 @pytest.mark.tensorrt

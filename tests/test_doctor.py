@@ -18,7 +18,7 @@ def _doctor() -> subprocess.CompletedProcess[str]:
 
 def test_reports_every_section() -> None:
     result = _doctor()
-    for label in ("trtfast", "python", "tensorrt headers", "cuda runtime", "cuda driver"):
+    for label in ("trtfast", "python", "tensorrt adapters", "cuda runtime", "cuda driver"):
         assert label in result.stdout
     assert "tensorrt library" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr

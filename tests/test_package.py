@@ -14,13 +14,14 @@ from trtfast import _core
 def test_version_and_build_info() -> None:
     info = trtfast.build_info()
     assert trtfast.__version__ == info["version"]
-    assert {"version", "tensorrt_headers", "cuda_runtime", "compiler"} <= info.keys()
+    assert {"version", "tensorrt_adapters", "cuda_runtime", "compiler"} <= info.keys()
     major, minor = info["cuda_runtime"].split(".")
     assert int(major) >= 11 and int(minor) >= 0
-    headers = info["tensorrt_headers"]
-    assert (headers is None) == (not _core.tensorrt_adapter_available())
-    if headers is not None:
-        assert headers.split(".")[0] == str(_core.compiled_tensorrt_major())
+    adapters = info["tensorrt_adapters"]
+    assert bool(adapters) == _core.tensorrt_adapter_available()
+    assert adapters == {str(k): v for k, v in _core.compiled_tensorrt_adapters().items()}
+    for tensorrt_major, headers in adapters.items():
+        assert headers.split(".")[0] == tensorrt_major
 
 
 def test_import_prints_nothing() -> None:

@@ -133,6 +133,8 @@ def _full_tensorrt() -> Any:
         pytest.skip(f"no usable TensorRT library: {error}")
     if library.kind != "full":
         pytest.skip("building needs the full TensorRT library")
+    if str(library.major) not in trtfast.build_info()["tensorrt_adapters"]:
+        pytest.skip(f"this trtfast has no adapter for TensorRT {library.major}")
     return library
 
 

@@ -31,6 +31,10 @@ except trtfast.TrtfastError as error:
     pytest.skip(f"no usable TensorRT library: {error}", allow_module_level=True)
 if _LIBRARY.kind != "full":
     pytest.skip("building the test engine needs the full TensorRT library", allow_module_level=True)
+if str(_LIBRARY.major) not in trtfast.build_info()["tensorrt_adapters"]:
+    pytest.skip(
+        f"this trtfast has no adapter for TensorRT {_LIBRARY.major}", allow_module_level=True
+    )
 onnx = pytest.importorskip("onnx")
 engine_file = pytest.importorskip("trtfast.engine_file")
 

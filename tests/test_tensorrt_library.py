@@ -43,18 +43,6 @@ def no_explicit_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRTFAST_TENSORRT_LIBRARY", raising=False)
 
 
-def _compiled_major_matches_lean() -> bool:
-    compiled = _core.compiled_tensorrt_major()
-    return compiled in (0, int(_lean_distribution_version().split(".")[0]))
-
-
-needs_matching_major = pytest.mark.skipif(
-    not _compiled_major_matches_lean(),
-    reason="the installed lean runtime's major differs from the compiled TensorRT headers",
-)
-
-
-@needs_matching_major
 def test_found_through_pip_package(no_explicit_library: None) -> None:
     try:
         library = trtfast.tensorrt_library()
@@ -69,7 +57,6 @@ def test_found_through_pip_package(no_explicit_library: None) -> None:
     assert _lean_distribution_version().startswith(library.version + ".")
 
 
-@needs_matching_major
 def test_found_through_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     path = _lean_library_file()
     monkeypatch.setenv("TRTFAST_TENSORRT_LIBRARY", str(path))
@@ -133,27 +120,18 @@ def test_unknown_kind_is_refused() -> None:
         _core.find_tensorrt_library([("tensorrt_libs", "", "dispatch")])
 
 
-def _other_major_library() -> str | None:
-    """A TensorRT library whose major differs from the compiled headers, if one is at hand."""
-    compiled = _core.compiled_tensorrt_major()
-    if compiled == 0:
-        return None
-    if not _compiled_major_matches_lean():
-        return str(_lean_library_file())
-    return os.environ.get("TRTFAST_TEST_OTHER_MAJOR_LIBRARY")
-
-
-@pytest.mark.skipif(
-    _other_major_library() is None,
-    reason="needs the TensorRT adapter and a library of another major (set "
-    "TRTFAST_TEST_OTHER_MAJOR_LIBRARY, e.g. to tensorrt-lean-cu12-libs 10.x's library)",
-)
-def test_other_major_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _other_major_library()
-    assert path is not None
-    monkeypatch.setenv("TRTFAST_TENSORRT_LIBRARY", path)
+def test_the_library_gets_the_adapter_of_its_major_or_says_there_is_none() -> None:
+    library = _core.open_tensorrt_library(str(_lean_library_file()), LEAN_PACKAGE)
+    adapters = trtfast.build_info()["tensorrt_adapters"]
+    if str(library.major) in adapters:
+        adapter = Path(_core.tensorrt_adapter(library))
+        assert adapter == Path(_core.__file__).parent / f"libtrtfast_trt{library.major}.so"
+        return
     with pytest.raises(trtfast.TensorRTUnavailableError) as raised:
-        trtfast.tensorrt_library()
+        _core.tensorrt_adapter(library)
     message = str(raised.value)
-    assert "the major versions must match" in message
-    assert trtfast.build_info()["tensorrt_headers"] in message
+    if adapters:
+        assert f"built without TensorRT {library.major} support" in message
+        assert library.path in message and library.version in message
+    else:
+        assert "built without TensorRT headers" in message

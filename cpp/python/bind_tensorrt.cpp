@@ -65,6 +65,7 @@ void bind_tensorrt(py::module_& module) {
       .def_property_readonly("path", &TensorRTLibrary::path)
       .def_property_readonly("version", &TensorRTLibrary::version_string,
                              "major.minor.patch, as the library reports it.")
+      .def_property_readonly("major", &TensorRTLibrary::major)
       .def_property_readonly(
           "kind", [](const TensorRTLibrary& l) { return to_string(l.kind()); },
           "'full' (builds and runs engines) or 'lean' (runs them only).")
@@ -88,9 +89,13 @@ void bind_tensorrt(py::module_& module) {
       "package is not installed), then the system loader path.");
   module.def("open_tensorrt_library", &TensorRTLibrary::open, py::arg("path"),
              py::arg("origin") = "explicit path");
-  module.def("compiled_tensorrt_major", &compiled_tensorrt_major);
+  module.def("compiled_tensorrt_adapters", &compiled_tensorrt_adapters,
+             "TensorRT major -> version of the headers its adapter was compiled with.");
   module.def("tensorrt_adapter_available", &tensorrt_adapter_available,
-             "True when this build can create TensorRT objects.");
+             "True when this build has an adapter for at least one TensorRT major.");
+  module.def("tensorrt_adapter", &tensorrt_adapter_path, py::arg("library"),
+             "The file of the adapter for the library's major, loaded; raises "
+             "TensorRTUnavailableError saying how to get one when this build has none.");
 
   module.def(
       "set_tensorrt_log_sink",

@@ -2,7 +2,7 @@
 #include <pybind11/typing.h>
 
 #include "bindings.hpp"
-#include "trtfast/tensorrt_library.hpp"
+#include "trtfast/tensorrt_runtime.hpp"
 
 namespace py = pybind11;
 
@@ -24,8 +24,11 @@ PYBIND11_MODULE(_core, module) {
       []() -> py::typing::Dict<py::str, py::object> {
         py::dict info;
         info["version"] = TRTFAST_VERSION;
-        const std::string headers = trtfast::compiled_tensorrt_version();
-        info["tensorrt_headers"] = headers.empty() ? py::object(py::none()) : py::str(headers);
+        py::dict adapters;  // JSON-like: the major as a string
+        for (const auto& [major, headers] : trtfast::compiled_tensorrt_adapters()) {
+          adapters[py::str(std::to_string(major))] = headers;
+        }
+        info["tensorrt_adapters"] = adapters;
         info["cuda_runtime"] = std::to_string(CUDART_VERSION / 1000) + "." +
                                std::to_string((CUDART_VERSION % 1000) / 10);
         info["compiler"] = __VERSION__;

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -374,24 +375,6 @@ cudaStream_t stream_from_int(std::int64_t value) {
   return reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(value));
 }
 
-// The device of a stream handle; -1 for the default streams (they follow the current device) or
-// where this CUDA cannot tell.
-int stream_device(cudaStream_t stream) {
-  if (stream == cudaStreamLegacy || stream == cudaStreamPerThread || stream == nullptr) {
-    return -1;
-  }
-#if CUDART_VERSION >= 12080
-  int device = -1;
-  if (cudaStreamGetDevice(stream, &device) != cudaSuccess) {
-    cudaGetLastError();
-    return -1;
-  }
-  return device;
-#else
-  return -1;
-#endif
-}
-
 void read_cuda_array_interface(py::handle interface, const TensorInfo& info, bool is_output,
                                TensorArg& arg, Keep& keep, int session_device) {
   const Names& n = names();
@@ -449,12 +432,9 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
     }
     arg.device = session_device;  // an empty array has no memory, so no device of its own
   } else {
-    cudaPointerAttributes attributes{};
-    const cudaError_t status = cudaPointerGetAttributes(&attributes, arg.data);
-    if (status != cudaSuccess) {
-      cudaGetLastError();
-    }
-    if (status != cudaSuccess || attributes.type == cudaMemoryTypeUnregistered) {
+    const std::optional<cudaPointerAttributes> found = cuda::pointer_attributes(arg.data);
+    const cudaPointerAttributes attributes = found.value_or(cudaPointerAttributes{});
+    if (!found || attributes.type == cudaMemoryTypeUnregistered) {
       throw InputError(std::string(role) + " '" + info.name +
                        "': its __cuda_array_interface__ "
                        "pointer is not CUDA memory");
@@ -474,7 +454,7 @@ void read_cuda_array_interface(py::handle interface, const TensorInfo& info, boo
     arg.device = attributes.device;
   }
   if (has_producer) {
-    const int device = stream_device(producer);
+    const int device = cuda::stream_device(producer);
     if (device >= 0 && device != arg.device) {
       throw InputError(
           std::string(role) + " '" + info.name +
@@ -634,24 +614,17 @@ void PendingReleases::defer(cudaStream_t consumer, std::shared_ptr<const void> o
       spare_.pop_back();
       return event;
     }();
-    // The default streams' handles mean the current device's: make it the blocks' device.
-    int current = device_;
-    cudaGetDevice(&current);
-    if (current != device_) {
-      cudaSetDevice(device_);
+    {
+      // The default streams' handles mean the current device's: make it the blocks' device.
+      const cuda::CurrentDevice current(device_);
+      done.record(cuda::StreamView(consumer));
     }
-    const cudaError_t recorded = cudaEventRecord(done.get(), consumer);
-    if (current != device_) {
-      cudaSetDevice(current);
-    }
-    TRTFAST_CUDA_CHECK(recorded);
     std::lock_guard<std::mutex> lock(mutex_);
     pending_.push_back({std::move(done), std::move(owner)});
     any_.store(true, std::memory_order_release);
   } catch (...) {
     // No event to order by (e.g. a stream of another device): wait here instead.
-    cudaStreamSynchronize(consumer);
-    cudaGetLastError();
+    cuda::synchronize_quietly(consumer);
   }
 }
 
@@ -1040,7 +1013,7 @@ py::array host_copy(const DeviceArray& a) {
   if (a.nbytes() > 0) {
     void* destination = result.mutable_data();
     py::gil_scoped_release release;
-    TRTFAST_CUDA_CHECK(cudaMemcpy(destination, a.data, a.nbytes(), cudaMemcpyDeviceToHost));
+    cuda::copy_to_host(destination, a.data, a.nbytes());
   }
   return result;
 }

@@ -14,7 +14,6 @@
 #include <set>
 #include <stdexcept>
 
-#include "tensorrt_adapter.hpp"
 #include "tensorrt_internal.hpp"
 #include "trtfast/cuda.hpp"
 #include "trtfast/error.hpp"
@@ -832,8 +831,9 @@ void require_device() {
 
 }  // namespace
 
-BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::size_t onnx_size,
-                       const BuildOptions& options, const ProgressCallback& progress) {
+BuildResult build_plan_with_tensorrt(const TensorRTLibrary& library, const void* onnx,
+                                     std::size_t onnx_size, const BuildOptions& options,
+                                     const ProgressCallback& progress) {
   check_options(options);
   const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
   require_full_library(library);
@@ -915,8 +915,8 @@ BuildResult build_plan(const TensorRTLibrary& library, const void* onnx, std::si
   return result;
 }
 
-Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std::string>& caches,
-                           int device) {
+Blob combine_timing_caches_with_tensorrt(const TensorRTLibrary& library,
+                                         const std::vector<std::string>& caches, int device) {
   require_full_library(library);
   require_device();
   const cuda::DeviceScope device_scope(device);

@@ -1,33 +1,32 @@
-// Built where no TensorRT headers (or no ONNX parser header) were found: the same interface,
-// failing with the fix.
-#include "trtfast/builder.hpp"
-#include "trtfast/error.hpp"
+// The builder half of an adapter compiled with headers that lack NvOnnxParser.h: the same
+// interface, failing with the fix.
+#include <NvInferVersion.h>
 
-#ifndef TRTFAST_WITHOUT_ONNX_PARSER_HEADER
-#include "adapter_unavailable.hpp"
-#endif
+#include <string>
+
+#include "tensorrt_internal.hpp"
+#include "trtfast/error.hpp"
 
 namespace trtfast {
 
 namespace {
 [[noreturn]] void throw_builder_unavailable() {
-#ifdef TRTFAST_WITHOUT_ONNX_PARSER_HEADER
   throw TensorRTUnavailableError(
-      "this trtfast was built with TensorRT headers but without NvOnnxParser.h, so it cannot "
-      "build engines; rebuild it with TensorRT_INCLUDE_DIR pointing at a folder holding both "
-      "NvInferRuntime.h and NvOnnxParser.h");
-#else
-  throw_adapter_unavailable();
-#endif
+      "this trtfast was built with TensorRT " + std::to_string(NV_TENSORRT_MAJOR) +
+      " headers but without NvOnnxParser.h, so it cannot build engines; rebuild it with "
+      "TensorRT_INCLUDE_DIR (or TensorRT" +
+      std::to_string(NV_TENSORRT_MAJOR) +
+      "_ROOT) pointing at a folder holding both NvInferRuntime.h and NvOnnxParser.h");
 }
 }  // namespace
 
-BuildResult build_plan(const TensorRTLibrary&, const void*, std::size_t, const BuildOptions&,
-                       const ProgressCallback&) {
+BuildResult build_plan_with_tensorrt(const TensorRTLibrary&, const void*, std::size_t,
+                                     const BuildOptions&, const ProgressCallback&) {
   throw_builder_unavailable();
 }
 
-Blob combine_timing_caches(const TensorRTLibrary&, const std::vector<std::string>&, int) {
+Blob combine_timing_caches_with_tensorrt(const TensorRTLibrary&, const std::vector<std::string>&,
+                                         int) {
   throw_builder_unavailable();
 }
 

@@ -397,6 +397,44 @@ void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream
   TRTFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.get()));
 }
 
+void copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) {
+    return;
+  }
+  TRTFAST_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+int stream_device(cudaStream_t stream) noexcept {
+  if (stream == cudaStreamLegacy || stream == cudaStreamPerThread || stream == nullptr) {
+    return -1;
+  }
+#if CUDART_VERSION >= 12080
+  int device = -1;
+  if (cudaStreamGetDevice(stream, &device) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return device;
+#else
+  return -1;
+#endif
+}
+
+std::optional<cudaPointerAttributes> pointer_attributes(const void* pointer) noexcept {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, pointer) != cudaSuccess) {
+    cudaGetLastError();
+    return std::nullopt;
+  }
+  return attributes;
+}
+
+void synchronize_quietly(cudaStream_t stream) noexcept {
+  if (cudaStreamSynchronize(stream) != cudaSuccess) {
+    cudaGetLastError();
+  }
+}
+
 std::uint64_t allocation_count() noexcept { return allocations.load(std::memory_order_relaxed); }
 
 // --- Graph ---------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "dynamic_library.hpp"
-#include "tensorrt_adapter.hpp"
 #include "tensorrt_internal.hpp"
 #include "trtfast/error.hpp"
 

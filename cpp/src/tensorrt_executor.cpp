@@ -1,5 +1,4 @@
-// The execution interface over TensorRT's IExecutionContext; compiled only where NVIDIA's headers
-// exist (tensorrt_executor_unavailable.cpp otherwise).
+// The execution interface over TensorRT's IExecutionContext; part of each adapter.
 #include <NvInferRuntime.h>
 #include <NvInferVersion.h>
 
@@ -340,20 +339,17 @@ class TensorRTExecutor final : public Executor {
 
 }  // namespace
 
-const Signature& DeserializedEngine::signature() const {
-  std::call_once(impl_->signature_once, [this] {
-    impl_->signature = read_signature(*impl_->engine, runtime_->library().version());
-  });
-  return impl_->signature;
+const Signature& TensorRTEngine::signature() const {
+  std::call_once(signature_once_,
+                 [this] { signature_ = read_signature(*engine_, runtime().library().version()); });
+  return signature_;
 }
 
-int DeserializedEngine::device() const noexcept { return runtime_->device(); }
-
-std::unique_ptr<Executor> DeserializedEngine::create_executor() {
+std::unique_ptr<Executor> TensorRTEngine::create_executor() {
   signature();  // refuses engines sessions cannot drive before a context is made
   cuda::set_device(device());
   LoggedErrors errors;
-  nvinfer1::IExecutionContext* context = impl_->engine->createExecutionContext();
+  nvinfer1::IExecutionContext* context = engine_->createExecutionContext();
   if (context == nullptr || !errors.messages().empty()) {
     delete context;
     throw_logged("TensorRT could not create an execution context (out of device memory?)", errors);

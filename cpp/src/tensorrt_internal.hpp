@@ -1,28 +1,61 @@
-// What the adapter's source files share about TensorRT objects; included only where NVIDIA's
-// headers are.
+// What the adapter's source files share about TensorRT objects; included only in an adapter,
+// compiled with one major's headers.
 #pragma once
 
 #include <NvInferRuntime.h>
 
+#include <cstddef>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "trtfast/builder.hpp"
 #include "trtfast/signature.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
 
 namespace trtfast {
 
-struct Runtime::Impl {
-  nvinfer1::IRuntime* runtime = nullptr;
+// The adapter's logger: it hands every line to the core (deliver_tensorrt_log). Never destroyed.
+nvinfer1::ILogger& tensorrt_logger() noexcept;
+
+class TensorRTRuntime final : public Runtime {
+ public:
+  static std::shared_ptr<Runtime> create(std::shared_ptr<const TensorRTLibrary> library,
+                                         int device);
+  ~TensorRTRuntime() override;
+  std::shared_ptr<DeserializedEngine> deserialize(const void* plan, std::size_t size,
+                                                  bool allow_host_code,
+                                                  const std::vector<std::string>& plugins) override;
+
+ private:
+  TensorRTRuntime(std::shared_ptr<const TensorRTLibrary> library, int device,
+                  nvinfer1::IRuntime* runtime);
+  nvinfer1::IRuntime* runtime_;
+  std::mutex mutex_;  // the host-code switch and the deserialization it governs go together
 };
 
-struct DeserializedEngine::Impl {
-  nvinfer1::ICudaEngine* engine = nullptr;
-  std::once_flag signature_once;
-  Signature signature;
+class TensorRTEngine final : public DeserializedEngine {
+ public:
+  TensorRTEngine(std::shared_ptr<Runtime> runtime, nvinfer1::ICudaEngine* engine);
+  ~TensorRTEngine() override;
+  int num_io_tensors() const override;
+  const Signature& signature() const override;
+  std::unique_ptr<Executor> create_executor() override;
+
+ private:
+  nvinfer1::ICudaEngine* engine_;
+  mutable std::once_flag signature_once_;
+  mutable Signature signature_;
 };
+
+// build_plan and combine_timing_caches of builder.hpp, as this adapter does them.
+BuildResult build_plan_with_tensorrt(const TensorRTLibrary& library, const void* onnx,
+                                     std::size_t onnx_size, const BuildOptions& options,
+                                     const ProgressCallback& progress);
+Blob combine_timing_caches_with_tensorrt(const TensorRTLibrary& library,
+                                         const std::vector<std::string>& caches, int device);
 
 // A library that comes with libnvinfer (the ONNX parser, the standard plugins), loaded.
 struct CompanionLibrary {

@@ -2,12 +2,14 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
 
 #include "dynamic_library.hpp"
 #include "trtfast/error.hpp"
+#include "trtfast/tensorrt_runtime.hpp"
 
 namespace trtfast {
 
@@ -18,13 +20,16 @@ using GetVersionFn = int (*)();
 using detail::dl_error_text;
 using detail::loaded_path;
 
-// The compiled major first; the others too, so a library of the wrong major is reported as
-// such instead of as missing.
+// The majors this build has adapters for, newest first; the others too, so a library of a major
+// without an adapter is found and reported as such instead of as missing.
 std::vector<int> majors_to_try() {
-  const int compiled = compiled_tensorrt_major();
-  std::vector<int> majors{compiled != 0 ? compiled : 11};
+  std::vector<int> majors;
+  for (auto adapter = compiled_tensorrt_adapters().rbegin();
+       adapter != compiled_tensorrt_adapters().rend(); ++adapter) {
+    majors.push_back(adapter->first);
+  }
   for (int major : {11, 10}) {
-    if (major != majors.front()) {
+    if (std::find(majors.begin(), majors.end(), major) == majors.end()) {
       majors.push_back(major);
     }
   }
@@ -71,19 +76,8 @@ std::shared_ptr<TensorRTLibrary> TensorRTLibrary::open(const std::string& path,
                                      required);
     }
   }
-  // The major check comes before any factory call: a factory of another major returns an
-  // object whose first use crashes the process.
   std::shared_ptr<TensorRTLibrary> library(
       new TensorRTLibrary(handle, loaded_path(handle, path), origin));
-  const int compiled = compiled_tensorrt_major();
-  if (compiled != 0 && library->major() != compiled) {
-    throw TensorRTUnavailableError(
-        library->path() + " is TensorRT " + library->version_string() +
-        ", but trtfast was compiled against TensorRT " + compiled_tensorrt_version() +
-        " headers; the major versions must match (install TensorRT " + std::to_string(compiled) +
-        ".x, or rebuild trtfast against TensorRT " + std::to_string(library->major()) +
-        ".x headers)");
-  }
   return library;
 }
 

@@ -88,8 +88,9 @@ __version__: str = _core.build_info()["version"]
 
 
 def build_info() -> dict[str, Any]:
-    """What this build was compiled with: ``version``, ``tensorrt_headers`` (None without the
-    TensorRT adapter), ``cuda_runtime`` and ``compiler``."""
+    """What this build was compiled with: ``version``, ``tensorrt_adapters`` (TensorRT major ->
+    version of the headers its adapter was compiled with, as strings: ``{"10": "10.16.0",
+    "11": "11.1.0"}``; empty without TensorRT headers), ``cuda_runtime`` and ``compiler``."""
     return dict(_core.build_info())
 
 

@@ -41,15 +41,16 @@ def examine() -> Report:
     report.add("trtfast", str(info["version"]))
     report.add("python", f"{platform.python_version()} ({sys.executable})")
 
-    headers = info["tensorrt_headers"]
-    if headers is None:
-        report.add("tensorrt headers", "none: built without the TensorRT adapter")
+    adapters: dict[str, str] = info["tensorrt_adapters"]
+    if not adapters:
+        report.add("tensorrt adapters", "none: built without TensorRT headers")
         report.problems.append(
-            "this trtfast was built without TensorRT headers; rebuild it with TensorRT_ROOT "
-            "or TensorRT_INCLUDE_DIR set"
+            "this trtfast was built without TensorRT headers; rebuild it with TensorRT10_ROOT "
+            "and/or TensorRT11_ROOT (or TensorRT_ROOT) set, or install the release wheel"
         )
     else:
-        report.add("tensorrt headers", str(headers))
+        compiled = (f"TensorRT {major} ({headers} headers)" for major, headers in adapters.items())
+        report.add("tensorrt adapters", ", ".join(compiled))
 
     report.add("cuda runtime", f"{info['cuda_runtime']} (linked statically)")
     driver = _core.cuda.driver_version()
@@ -86,6 +87,14 @@ def examine() -> Report:
     report.capability = (
         "can build and run engines" if library.kind == "full" else "can run engines (lean runtime)"
     )
+    if adapters:
+        try:
+            adapter = _core.tensorrt_adapter(library)
+            headers = adapters[str(library.major)]
+            report.add("tensorrt adapter", f"{adapter} (TensorRT {headers} headers)")
+        except TrtfastError as error:
+            report.add("tensorrt adapter", f"none for TensorRT {library.major}: {error}")
+            report.problems.append(str(error))
     if report.ok:
         try:
             _core.Runtime(library, 0)

@@ -13,6 +13,9 @@
 
 #include "trtfast/tensorrt_library.hpp"
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 // On TensorRT 10 these choose builder flags; on TensorRT 11 networks are strongly typed and the
@@ -104,3 +107,5 @@ Blob combine_timing_caches(const TensorRTLibrary& library, const std::vector<std
                            int device);
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

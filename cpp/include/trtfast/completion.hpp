@@ -12,6 +12,9 @@
 #include <thread>
 #include <vector>
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 // Finished calls, named by tokens, for one event loop: push() from any thread makes fd()
@@ -64,3 +67,5 @@ class CallThread {
 };
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

@@ -7,11 +7,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "trtfast/error.hpp"
+
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
 
 namespace trtfast::cuda {
 
@@ -230,6 +234,16 @@ class HostBuffer {
 };
 
 void copy_async(void* dst, const void* src, std::size_t bytes, StreamView stream);
+// A blocking copy into host memory.
+void copy_to_host(void* dst, const void* src, std::size_t bytes);
+
+// The device of a stream handle; -1 for the default streams (they follow the current device) or
+// where this CUDA cannot tell.
+int stream_device(cudaStream_t stream) noexcept;
+// What CUDA knows of a pointer; empty where it cannot tell (the error is cleared).
+std::optional<cudaPointerAttributes> pointer_attributes(const void* pointer) noexcept;
+// Waits for a stream where no error can be reported (cleanup): a failure is cleared.
+void synchronize_quietly(cudaStream_t stream) noexcept;
 
 // cudaMalloc and cudaHostAlloc calls made by DeviceBuffer and PinnedBuffer since the process
 // started: lets tests prove a hot path allocates nothing.
@@ -274,3 +288,5 @@ class GraphExec {
 };
 
 }  // namespace trtfast::cuda
+
+#pragma GCC visibility pop

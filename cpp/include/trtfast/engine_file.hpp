@@ -37,6 +37,9 @@
 #include <cstdint>
 #include <string>
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 inline constexpr std::uint32_t kEngineFormatVersion = 1;
@@ -93,3 +96,5 @@ std::uint32_t crc32(const void* data, std::size_t size, std::uint32_t crc = 0) n
 std::string sha256_hex(const void* data, std::size_t size);
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

@@ -1,5 +1,7 @@
 // The small execution interface a session drives: TensorRT's execution context implements it,
 // and so does a test executor of plain CUDA kernels, so session logic is tested without TensorRT.
+// The destructors are defined in the core (tensorrt_adapter.cpp): one type information for the
+// core, the adapters and the test executor.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -9,12 +11,15 @@
 
 #include "trtfast/signature.hpp"
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 // Receives outputs whose shape is known only once the engine has run (data-dependent shapes).
 class OutputAllocator {
  public:
-  virtual ~OutputAllocator() = default;
+  virtual ~OutputAllocator();
   // Device memory of at least `bytes` for output `output`, or null when none can be had.
   // Called during enqueue, on the thread that enqueues.
   virtual void* reallocate(int output, std::size_t bytes, cudaStream_t stream) noexcept = 0;
@@ -26,7 +31,7 @@ class OutputAllocator {
 // throws (never a false or a log line).
 class Executor {
  public:
-  virtual ~Executor() = default;
+  virtual ~Executor();
 
   virtual const Signature& signature() const noexcept = 0;
   // Input shapes and addresses must be set again after a profile switch.
@@ -43,10 +48,12 @@ class Executor {
 // What sessions are made from: an engine that creates one executor per session.
 class Engine {
  public:
-  virtual ~Engine() = default;
+  virtual ~Engine();
   virtual const Signature& signature() const = 0;
   virtual int device() const noexcept = 0;
   virtual std::unique_ptr<Executor> create_executor() = 0;
 };
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

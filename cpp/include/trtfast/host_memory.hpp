@@ -8,6 +8,9 @@
 #include <memory>
 #include <string>
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast::cuda {
 
 // True when [address, address + bytes) lies in page-locked host memory (cudaHostAlloc,
@@ -82,3 +85,5 @@ void set_host_copy_tuning(const HostCopyTuning& tuning);
 void host_copy(void* destination, const void* source, std::size_t bytes);
 
 }  // namespace trtfast::cuda
+
+#pragma GCC visibility pop

@@ -20,6 +20,9 @@
 #include "trtfast/executor.hpp"
 #include "trtfast/signature.hpp"
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 // What a session tells its owner about through SessionOptions::warn.
@@ -251,3 +254,5 @@ class Session {
 };
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

@@ -10,6 +10,9 @@
 #include <string_view>
 #include <vector>
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 // Element types, named as numpy (or ml_dtypes) names them.
@@ -140,3 +143,5 @@ class Signature {
 };
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 enum class LibraryKind { Full, Lean };
@@ -19,15 +22,12 @@ struct PackageFolder {
   LibraryKind kind;
 };
 
-// The TensorRT major version the adapter was compiled against; 0 without the adapter.
-int compiled_tensorrt_major() noexcept;
-// "major.minor.patch" of the compiled headers; empty without the adapter.
-std::string compiled_tensorrt_version();
-
 class TensorRTLibrary {
  public:
   // Search order: the file named by TRTFAST_TENSORRT_LIBRARY, the package folders in order,
-  // then the system loader path. Throws TensorRTUnavailableError listing every place tried.
+  // then the system loader path; in each place the majors this build has adapters for first.
+  // Throws TensorRTUnavailableError listing every place tried. The adapter of the library's
+  // major is loaded when it is first needed (tensorrt_runtime.hpp).
   static std::shared_ptr<TensorRTLibrary> find(const std::vector<PackageFolder>& package_folders);
   // Opens one file; throws TensorRTUnavailableError saying why it is unusable.
   static std::shared_ptr<TensorRTLibrary> open(const std::string& path, const std::string& origin);
@@ -59,3 +59,5 @@ class TensorRTLibrary {
 };
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

@@ -8,6 +8,9 @@
 #include "trtfast/executor.hpp"
 #include "trtfast/signature.hpp"
 
+// Exported from libtrtfast_core.so to the bindings and the adapters, which hide their own symbols.
+#pragma GCC visibility push(default)
+
 namespace trtfast {
 
 struct EngineTimings {
@@ -31,3 +34,5 @@ EngineTimings time_engine(Engine& engine, int profile, const TensorArg* inputs, 
                           int warmup);
 
 }  // namespace trtfast
+
+#pragma GCC visibility pop

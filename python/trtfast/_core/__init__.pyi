@@ -8,7 +8,7 @@ import typing
 import typing_extensions
 from . import cuda
 from . import engine_file
-__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_major', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
+__all__: list[str] = ['CompletionQueue', 'DeserializedEngine', 'DeviceArray', 'Engine', 'Runtime', 'Session', 'Signature', 'TensorRTLibrary', 'build_info', 'build_plan', 'combine_timing_caches', 'compiled_tensorrt_adapters', 'cuda', 'empty_pinned', 'engine_file', 'find_tensorrt_library', 'host_copy', 'host_copy_tuning', 'is_pinned_host', 'open_tensorrt_library', 'pinned_pool_stats', 'set_host_copy_tuning', 'set_tensorrt_log_sink', 'tensorrt_adapter', 'tensorrt_adapter_available', 'time_engine', 'trim_pinned_pool']
 class CompletionQueue:
     """
     Finished awaitable calls of one event loop: `fd` becomes readable when a call's work is done; take() returns the tokens of the calls that finished.
@@ -113,6 +113,9 @@ class TensorRTLibrary:
         'full' (builds and runs engines) or 'lean' (runs them only).
         """
     @property
+    def major(self) -> int:
+        ...
+    @property
     def origin(self) -> str:
         """
         Where the search found it.
@@ -215,8 +218,10 @@ def combine_timing_caches(library: TensorRTLibrary, caches: collections.abc.Sequ
     """
     One serialized timing cache holding the entries of all `caches`; caches made by another TensorRT version or GPU are left out with a warning.
     """
-def compiled_tensorrt_major() -> int:
-    ...
+def compiled_tensorrt_adapters() -> dict[int, str]:
+    """
+    TensorRT major -> version of the headers its adapter was compiled with.
+    """
 def empty_pinned(dtype: numpy.dtype[typing.Any], shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple[typing.Any, str]:
     """
     (array, why_not): a C-contiguous array in pooled page-locked memory, or a plain one with the reason pinning failed.
@@ -251,9 +256,13 @@ def set_tensorrt_log_sink(sink: collections.abc.Callable[[int, str], None]) -> N
     """
     sink(severity: int, message: str), severity 0 (internal error)..4.
     """
+def tensorrt_adapter(library: TensorRTLibrary) -> str:
+    """
+    The file of the adapter for the library's major, loaded; raises TensorRTUnavailableError saying how to get one when this build has none.
+    """
 def tensorrt_adapter_available() -> bool:
     """
-    True when this build can create TensorRT objects.
+    True when this build has an adapter for at least one TensorRT major.
     """
 def time_engine(engine: Engine, inputs: typing.Any, iterations: typing.SupportsInt | typing.SupportsIndex, warmup: typing.SupportsInt | typing.SupportsIndex = 10) -> dict:
     """
