@@ -203,6 +203,31 @@ def measure_mode(
     )
 
 
+def loop_wake_us(idle: float, iterations: int = 200) -> float:
+    """p50 of the time from a thread's call_soon_threadsafe to the awaiting task's resumption,
+    after the event loop slept `idle` seconds: what any awaitable call pays on top of its work
+    to wake an idle loop (a direct call spins its thread and pays none of it)."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        samples = []
+        for _ in range(iterations):
+            done: asyncio.Future[int] = loop.create_future()
+
+            def finish(done: asyncio.Future[int] = done) -> None:
+                time.sleep(idle)
+                loop.call_soon_threadsafe(done.set_result, time.perf_counter_ns())
+
+            thread = threading.Thread(target=finish)
+            thread.start()
+            woken = await done
+            samples.append((time.perf_counter_ns() - woken) / 1000.0)
+            thread.join()
+        return samples
+
+    return float(np.percentile(asyncio.run(main()), 50))
+
+
 def full_batch_us(engine: Engine | DeviceStandIn, iterations: int) -> float:
     """p50 of one call of MAX_ROWS rows on its own."""
     x = np.zeros((MAX_ROWS, FEATURES), dtype=np.float32)
@@ -359,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nA full batch ({MAX_ROWS} rows) alone, p50: "
         + ", ".join(f"{full_batch[k]:.0f} us on the {k:g} us engine" for k in KERNELS_US)
+    )
+    print(
+        "An idle event loop woken from a thread resumes its task, p50: "
+        + ", ".join(f"{loop_wake_us(k * 1e-6):.0f} us after {k:g} us idle" for k in KERNELS_US)
     )
     print(f"max_delay_us = {args.max_delay_us:g}\n")
     checks = goals(results, full_batch, args.max_delay_us)

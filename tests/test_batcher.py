@@ -69,6 +69,24 @@ def test_a_full_batch_leaves_without_waiting_for_the_delay() -> None:
     assert len(results) == 4
 
 
+def test_a_full_batch_leaves_while_an_older_request_of_another_shape_waits() -> None:
+    engine = AffineStandIn(max_rows=8)
+    with ThreadPoolExecutor(5) as pool, Batcher(engine, max_delay_us=30e6, workers=1) as batcher:
+        waiting = pool.submit(batcher, x=rows(1, seed=0).astype(np.float16))
+        while batcher.metrics()["queue_depth"] < 1:
+            time.sleep(0.001)
+        started = time.monotonic()
+        full = list(pool.map(lambda i: batcher(x=rows(2, seed=i)), range(4)))
+        assert time.monotonic() - started < 5.0
+        assert not waiting.done()
+    # closing ran the waiting request, whose float16 input the stand-in refuses
+    with pytest.raises(InputError, match="float32"):
+        waiting.result()
+    assert engine.calls == [8]
+    for i, result in enumerate(full):
+        np.testing.assert_array_equal(result["y"], expected(rows(2, seed=i)))
+
+
 def test_a_lone_request_leaves_after_max_delay() -> None:
     engine = AffineStandIn()
     with Batcher(engine, max_delay_us=200_000) as batcher:
