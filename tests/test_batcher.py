@@ -4,9 +4,11 @@ padding, overload, timeouts, closing, asyncio, metrics."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -325,3 +327,15 @@ def test_metrics_are_exported_to_prometheus() -> None:
     assert 'trtfast_batcher_batch_rows_bucket{batcher="exported",le="4"} 1.0' in text
     assert 'trtfast_batcher_queue_depth{batcher="exported"} 0.0' in text
     assert "trtfast_batcher_queue_time_seconds_count" in text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="timer slack is a Linux setting")
+def test_workers_ask_for_precise_timers() -> None:
+    # A worker's wait for a batch's delay would otherwise overrun by Linux's default 50 us slack.
+    with Batcher(AffineStandIn(), max_delay_us=0) as batcher:
+        batcher(x=rows(1, seed=0))  # the workers have started and set their slack
+        for worker in batcher._workers:
+            slack = Path(f"/proc/{worker.native_id}/timerslack_ns")
+            if not slack.exists():
+                pytest.skip("this kernel does not show a thread's timer slack")
+            assert int(slack.read_text()) == 1000

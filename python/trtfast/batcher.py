@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import ctypes
 import importlib
 import itertools
+import sys
 import threading
 import time
 import weakref
@@ -514,6 +516,7 @@ class Batcher:
     # --- batching --------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        _precise_timers()
         while True:
             with self._lock:
                 batch = self._next_batch()
@@ -652,6 +655,21 @@ class Batcher:
             if failed:
                 self._failed += len(batch)
             self._run_time.observe(ran, len(batch))
+
+
+PR_SET_TIMERSLACK = 29
+
+
+def _precise_timers() -> None:
+    """Asks Linux to end the calling thread's timed waits within 1 us of their time. By default
+    they may overrun by the thread's timer slack, 50 us: a tenth of a typical max_delay_us, added
+    to every batch that leaves on its delay."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)  # nanoseconds
+    except (OSError, AttributeError):
+        pass  # no prctl to call: the default slack stays
 
 
 def _profile_max_rows(specs: Sequence[Spec], batched: Sequence[str]) -> int | None:
