@@ -349,16 +349,26 @@ class Batcher:
         future: asyncio.Future[dict[str, Any]] = request.loop.create_future()
         request.future = future
         self._enqueue(request)
+        # A timer on the loop, not asyncio.wait: that would cost a task's worth of futures and
+        # callbacks per request.
+        expiry = None
+        if request.deadline is not None:
+            remaining = max(request.deadline - time.monotonic(), 0.0)
+            expiry = request.loop.call_later(remaining, self._expire, request)
         try:
-            if request.deadline is not None:
-                remaining = max(request.deadline - time.monotonic(), 0.0)
-                done, _ = await asyncio.wait([future], timeout=remaining)
-                if not done and self._withdraw(request):
-                    raise self._timeout_error(request)
             return await future
         except asyncio.CancelledError:
             self._withdraw(request, timed_out=False)
             raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+
+    def _expire(self, request: _Request) -> None:
+        """On the loop, at a request's deadline: fails it if its batch has not taken it."""
+        assert request.future is not None
+        if self._withdraw(request) and not request.future.done():
+            request.future.set_exception(self._timeout_error(request))
 
     # --- state -----------------------------------------------------------------------------------
 
