@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import ctypes
+import functools
 import importlib
 import itertools
 import sys
@@ -67,16 +68,24 @@ class _Kind:
 _NUMPY = _Kind("numpy", np.concatenate, np.asarray)
 
 
-def _kind_of(value: Any) -> _Kind:
-    if isinstance(value, np.ndarray):
-        return _NUMPY
-    module = type(value).__module__.split(".")[0]
+@functools.cache
+def _library_kind(module: str) -> _Kind | None:
+    """The kind of a device library's arrays, made once per library."""
     if module == "torch":
         torch = importlib.import_module("torch")
         return _Kind("torch", torch.cat, torch.from_dlpack)
     if module == "cupy":
         cupy = importlib.import_module("cupy")
         return _Kind("cupy", cupy.concatenate, cupy.from_dlpack)
+    return None
+
+
+def _kind_of(value: Any) -> _Kind:
+    if isinstance(value, np.ndarray):
+        return _NUMPY
+    kind = _library_kind(type(value).__module__.split(".")[0])
+    if kind is not None:
+        return kind
     raise InputError(
         f"the batcher takes numpy arrays, torch tensors or cupy arrays, not {type(value).__name__}"
     )
