@@ -36,25 +36,32 @@ def test_the_stand_in_runs_one_call_at_a_time_without_the_gil(bench: ModuleType)
     counted = 0
     stop = threading.Event()
 
-    def count() -> None:  # runs only while the calls leave the GIL free
+    def count() -> None:
         nonlocal counted
         while not stop.is_set():
-            counted += 1
-            time.sleep(0)
+            for _ in range(100):
+                counted += 1
+            time.sleep(0)  # lets the callers have the GIL when they need it
 
-    counter = threading.Thread(target=count)
-    counter.start()
-    started = time.monotonic()
-    callers = [threading.Thread(target=engine, args=({"x": x},)) for _ in range(3)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join()
-    elapsed = time.monotonic() - started
-    stop.set()
-    counter.join()
+    # Without forced switches, the counter runs during the calls only if they leave the GIL free.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        counter = threading.Thread(target=count)
+        counter.start()
+        started = time.monotonic()
+        callers = [threading.Thread(target=engine, args=({"x": x},)) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        elapsed = time.monotonic() - started
+        stop.set()
+        counter.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
     assert elapsed >= 0.06  # three calls of 20 ms, one after another
-    assert counted > 1000  # a call holding the GIL would let it in once per 5 ms switch
+    assert counted > 10_000
     np.testing.assert_array_equal(engine(x=x)["y"], 2 * x + 1)
 
 
