@@ -4,9 +4,11 @@ padding, overload, timeouts, closing, asyncio, metrics."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -298,6 +300,31 @@ def test_asyncio_cancellation_withdraws_a_queued_request_and_timeouts_raise() ->
             gate.set()
         assert batcher.metrics()["queue_depth"] == 0
     assert engine.calls == [1]
+
+
+def test_asyncio_requests_answered_before_their_timeout_are_let_go_of() -> None:
+    # A request's timer that outlived its answer would hold its inputs until the deadline.
+    engine = AffineStandIn(max_rows=8)
+
+    async def ask(batcher: Batcher) -> list[weakref.ref[np.ndarray]]:
+        inputs = [rows(1, seed=i) for i in range(8)]
+        results = await asyncio.gather(*(batcher.run_async(x=x, timeout=60.0) for x in inputs))
+        for x, result in zip(inputs, results, strict=True):
+            np.testing.assert_array_equal(result["y"], expected(x))
+        return [weakref.ref(x) for x in inputs]
+
+    async def main(batcher: Batcher) -> bool:
+        held = await ask(batcher)
+        for _ in range(100):  # the worker lets go of its batch just after answering it
+            gc.collect()
+            if all(ref() is None for ref in held):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    with Batcher(engine, max_delay_us=1000) as batcher:
+        assert asyncio.run(main(batcher))
+        assert batcher.metrics()["timed_out"] == 0
 
 
 def test_many_threads_lose_no_request_and_answer_none_twice() -> None:

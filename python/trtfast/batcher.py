@@ -543,6 +543,7 @@ class Batcher:
                     return
             if batch:  # empty when every request taken had passed its deadline
                 self._run(batch)
+            del batch  # its requests' inputs are let go of while the worker waits for the next
 
     def _next_batch(self) -> list[_Request] | None:
         """Waits (holding the lock) until a batch may leave; None once closed and drained."""
