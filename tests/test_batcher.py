@@ -4,9 +4,13 @@ padding, overload, timeouts, closing, asyncio, metrics."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +71,24 @@ def test_a_full_batch_leaves_without_waiting_for_the_delay() -> None:
     assert elapsed < 5.0
     assert engine.calls == [8]
     assert len(results) == 4
+
+
+def test_a_full_batch_leaves_while_an_older_request_of_another_shape_waits() -> None:
+    engine = AffineStandIn(max_rows=8)
+    with ThreadPoolExecutor(5) as pool, Batcher(engine, max_delay_us=30e6, workers=1) as batcher:
+        waiting = pool.submit(batcher, x=rows(1, seed=0).astype(np.float16))
+        while batcher.metrics()["queue_depth"] < 1:
+            time.sleep(0.001)
+        started = time.monotonic()
+        full = list(pool.map(lambda i: batcher(x=rows(2, seed=i)), range(4)))
+        assert time.monotonic() - started < 5.0
+        assert not waiting.done()
+    # closing ran the waiting request, whose float16 input the stand-in refuses
+    with pytest.raises(InputError, match="float32"):
+        waiting.result()
+    assert engine.calls == [8]
+    for i, result in enumerate(full):
+        np.testing.assert_array_equal(result["y"], expected(rows(2, seed=i)))
 
 
 def test_a_lone_request_leaves_after_max_delay() -> None:
@@ -280,6 +302,31 @@ def test_asyncio_cancellation_withdraws_a_queued_request_and_timeouts_raise() ->
     assert engine.calls == [1]
 
 
+def test_asyncio_requests_answered_before_their_timeout_are_let_go_of() -> None:
+    # A request's timer that outlived its answer would hold its inputs until the deadline.
+    engine = AffineStandIn(max_rows=8)
+
+    async def ask(batcher: Batcher) -> list[weakref.ref[np.ndarray]]:
+        inputs = [rows(1, seed=i) for i in range(8)]
+        results = await asyncio.gather(*(batcher.run_async(x=x, timeout=60.0) for x in inputs))
+        for x, result in zip(inputs, results, strict=True):
+            np.testing.assert_array_equal(result["y"], expected(x))
+        return [weakref.ref(x) for x in inputs]
+
+    async def main(batcher: Batcher) -> bool:
+        held = await ask(batcher)
+        for _ in range(100):  # the worker lets go of its batch just after answering it
+            gc.collect()
+            if all(ref() is None for ref in held):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    with Batcher(engine, max_delay_us=1000) as batcher:
+        assert asyncio.run(main(batcher))
+        assert batcher.metrics()["timed_out"] == 0
+
+
 def test_many_threads_lose_no_request_and_answer_none_twice() -> None:
     engine = AffineStandIn(max_rows=64)
     answered: list[int] = []
@@ -307,3 +354,15 @@ def test_metrics_are_exported_to_prometheus() -> None:
     assert 'trtfast_batcher_batch_rows_bucket{batcher="exported",le="4"} 1.0' in text
     assert 'trtfast_batcher_queue_depth{batcher="exported"} 0.0' in text
     assert "trtfast_batcher_queue_time_seconds_count" in text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="timer slack is a Linux setting")
+def test_workers_ask_for_precise_timers() -> None:
+    # A worker's wait for a batch's delay would otherwise overrun by Linux's default 50 us slack.
+    with Batcher(AffineStandIn(), max_delay_us=0) as batcher:
+        batcher(x=rows(1, seed=0))  # the workers have started and set their slack
+        for worker in batcher._workers:
+            slack = Path(f"/proc/{worker.native_id}/timerslack_ns")
+            if not slack.exists():
+                pytest.skip("this kernel does not show a thread's timer slack")
+            assert int(slack.read_text()) == 1000

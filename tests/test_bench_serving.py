@@ -1,0 +1,75 @@
+"""benchmarks/bench_serving.py on its CPU stand-in: the stand-in behaves like one device (one call
+at a time, the kernel's time waited out with the GIL released), and a run counts every answer."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from trtfast import Batcher
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_serving.py"
+
+pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="benchmarks/ is not beside the tests")
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_serving", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_serving"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_stand_in_runs_one_call_at_a_time_without_the_gil(bench: ModuleType) -> None:
+    engine = bench.DeviceStandIn(20_000.0)  # 20 ms per call
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    counted = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal counted
+        while not stop.is_set():
+            for _ in range(100):
+                counted += 1
+            time.sleep(0)  # lets the callers have the GIL when they need it
+
+    # Without forced switches, the counter runs during the calls only if they leave the GIL free.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        counter = threading.Thread(target=count)
+        counter.start()
+        started = time.monotonic()
+        callers = [threading.Thread(target=engine, args=({"x": x},)) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        elapsed = time.monotonic() - started
+        stop.set()
+        counter.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert elapsed >= 0.06  # three calls of 20 ms, one after another
+    assert counted > 10_000
+    np.testing.assert_array_equal(engine(x=x)["y"], 2 * x + 1)
+
+
+@pytest.mark.parametrize("mode", ["direct", "batcher-threads", "batcher-asyncio"])
+def test_a_stand_in_run_answers_every_request_once(bench: ModuleType, mode: str) -> None:
+    engine = bench.DeviceStandIn(50.0)
+    with Batcher(engine, max_delay_us=500) as batcher:
+        result = bench.measure_mode(50.0, mode, engine, batcher, 8, 64)
+    assert result.expected == 64
+    assert result.answered == 64 and result.wrong == 0
+    assert result.throughput > 0 and 0 < result.p50_us <= result.p99_us
