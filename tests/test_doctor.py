@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import trtfast
 from trtfast import _core
 
 
@@ -41,3 +43,19 @@ def test_lists_each_gpu() -> None:
         assert gpu["name"] in result.stdout
         major, minor = gpu["compute_capability"]
         assert f"compute capability {major}.{minor}" in result.stdout
+
+
+def test_names_the_adapter_for_the_library_found() -> None:
+    try:
+        library = trtfast.tensorrt_library()
+    except trtfast.TensorRTUnavailableError:
+        pytest.skip("no TensorRT library here")
+    adapters = trtfast.build_info()["tensorrt_adapters"]
+    if not adapters:
+        pytest.skip("this trtfast was built without TensorRT headers")
+    report = _doctor().stdout
+    if str(library.major) in adapters:
+        adapter = Path(_core.__file__).parent / f"libtrtfast_trt{library.major}.so"
+        assert f"{adapter} (TensorRT {adapters[str(library.major)]} headers)" in report
+    else:
+        assert f"built without TensorRT {library.major} support" in report
