@@ -126,13 +126,14 @@ const LoadedAdapter& loaded_adapter(const TensorRTLibrary& library) {
   if (compiled.count(library.major()) == 0) {
     throw_no_adapter_for(library);
   }
-  // Reached when runtimes are made and builds start, never per inference call.
-  static std::mutex mutex;
-  static std::map<int, LoadedAdapter> loaded;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto found = loaded.find(library.major());
-  if (found == loaded.end()) {
-    found = loaded.emplace(library.major(), load_adapter(library.major())).first;
+  // Reached when runtimes are made and builds start, never per inference call. Never destroyed:
+  // a thread without the GIL may still make a runtime while the process exits.
+  static auto* mutex = new std::mutex();
+  static auto* loaded = new std::map<int, LoadedAdapter>();
+  const std::lock_guard<std::mutex> lock(*mutex);
+  auto found = loaded->find(library.major());
+  if (found == loaded->end()) {
+    found = loaded->emplace(library.major(), load_adapter(library.major())).first;
   }
   return found->second;
 }
@@ -140,8 +141,9 @@ const LoadedAdapter& loaded_adapter(const TensorRTLibrary& library) {
 }  // namespace
 
 const std::map<int, std::string>& compiled_tensorrt_adapters() {
-  static const std::map<int, std::string> adapters = parse_adapters(TRTFAST_TENSORRT_ADAPTERS);
-  return adapters;
+  static const auto* adapters =  // never destroyed, as above
+      new std::map<int, std::string>(parse_adapters(TRTFAST_TENSORRT_ADAPTERS));
+  return *adapters;
 }
 
 bool tensorrt_adapter_available() noexcept { return !compiled_tensorrt_adapters().empty(); }
