@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,7 +136,11 @@ def test_empty_without_pinnable_memory_returns_an_ordinary_array_and_says_why() 
 
 @pytest.mark.parametrize(
     ("shape", "message"),
-    [((2, -1), "negative dimension -1"), ((1,) * 9, "at most 8 dimensions")],
+    [
+        ((2, -1), "negative dimension -1"),
+        ((1,) * 9, "at most 8 dimensions"),
+        ((2**40, 2**40), "overflows"),
+    ],
 )
 def test_empty_refuses_shapes_no_array_can_have(shape: tuple[int, ...], message: str) -> None:
     with pytest.raises(trtfast.InputError, match=message):
@@ -148,8 +153,16 @@ def test_empty_takes_an_int_and_any_numpy_dtype_spelling() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", trtfast.PerformanceWarning)
         assert trtfast.empty(4).shape == (4,)
-        assert trtfast.empty((2, 2), "float16").dtype == np.float16
+        assert trtfast.empty(np.int64(5)).shape == (5,)
+        assert trtfast.empty((2, np.int32(2)), "float16").dtype == np.float16
         assert trtfast.empty((0, 3)).size == 0
+
+
+@pytest.mark.parametrize("dtype", [object, [("name", object), ("value", "f4")]])
+def test_empty_refuses_dtypes_that_hold_python_objects(dtype: Any) -> None:
+    # Pooled memory is reused uncleared: object references in it would point anywhere.
+    with pytest.raises(trtfast.InputError, match="holds Python objects"):
+        trtfast.empty(3, dtype)
 
 
 def test_host_copy_settings_refuse_what_cannot_work() -> None:

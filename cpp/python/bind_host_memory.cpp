@@ -32,6 +32,10 @@ void release_block(PyObject* capsule) {
 }  // namespace
 
 bool is_pooled_pinned(PyObject* base) noexcept {
+  // numpy points a view's base at the array that its memory came from, whose base is the block.
+  if (base != nullptr && py::detail::npy_api::get().PyArray_Check_(base)) {
+    base = py::detail::array_proxy(base)->base;
+  }
   // The name's address identifies trtfast's capsules: GetName returns the pointer given to New.
   return base != nullptr && PyCapsule_CheckExact(base) && PyCapsule_GetName(base) == kPinnedBlock;
 }
@@ -71,6 +75,11 @@ void bind_host_memory(py::module_& module) {
           throw InputError("trtfast.empty: at most " + std::to_string(kMaxRank) +
                            " dimensions, received " + std::to_string(shape.size()));
         }
+        if (dtype.attr("hasobject").cast<bool>()) {
+          // Pooled memory is never cleared: Python references in it would be garbage.
+          throw InputError("trtfast.empty takes numeric dtypes, not " +
+                           std::string(py::str(dtype)) + ", which holds Python objects");
+        }
         dims.rank = static_cast<int>(shape.size());
         std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
         for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -78,6 +87,10 @@ void bind_host_memory(py::module_& module) {
             throw InputError("trtfast.empty: negative dimension " + std::to_string(shape[i]));
           }
           dims.d[i] = shape[i];
+          if (shape[i] != 0 &&
+              bytes > (std::size_t{1} << 62) / static_cast<std::size_t>(shape[i])) {
+            throw InputError("trtfast.empty: the shape's size overflows");
+          }
           bytes *= static_cast<std::size_t>(shape[i]);
         }
         std::string why_not;

@@ -1,6 +1,7 @@
 #include "trtfast/host_memory.hpp"
 
 #include <cuda_runtime_api.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -48,6 +50,64 @@ std::size_t physical_memory() {
   return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
                                : std::size_t{8} << 30;
 }
+
+// Frees page-locked blocks on its own thread: cudaFreeHost may wait for the device, and blocks
+// are given back from hot paths (a result array dying while its owner holds the GIL).
+class Reaper {
+ public:
+  static void free_later(void* const* blocks, std::size_t count) noexcept {
+    if (count == 0) {
+      return;
+    }
+    try {
+      Reaper& reaper = instance();
+      {
+        const std::lock_guard<std::mutex> lock(reaper.mutex_);
+        reaper.blocks_.insert(reaper.blocks_.end(), blocks, blocks + count);
+      }
+      reaper.wake_.notify_one();
+      return;
+    } catch (...) {  // no thread or no memory: free them here
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      cudaFreeHost(blocks[i]);
+    }
+  }
+
+ private:
+  Reaper() : owner_(getpid()) {
+    std::thread([this] { work(); }).detach();  // lives as long as the process
+  }
+
+  static Reaper& instance() {
+    static std::mutex mutex;
+    static Reaper* reaper = nullptr;  // never destroyed: its thread runs until exit
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (reaper == nullptr || reaper->owner_ != getpid()) {  // a forked child has no thread
+      reaper = new Reaper();
+    }
+    return *reaper;
+  }
+
+  void work() {
+    for (;;) {
+      std::vector<void*> blocks;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [this] { return !blocks_.empty(); });
+        blocks.swap(blocks_);
+      }
+      for (void* block : blocks) {
+        cudaFreeHost(block);
+      }
+    }
+  }
+
+  pid_t owner_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<void*> blocks_;
+};
 
 }  // namespace
 
@@ -92,7 +152,7 @@ PinnedPool::Block PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
       stats.idle_bytes -= size;
       stats.live_bytes += size;
       ++stats.hits;
-    } else {
+    } else if (stats.live_bytes + size <= limit_) {
       // Room for a new block: idle blocks of other sizes give way first.
       for (auto it = state_->idle.begin();
            it != state_->idle.end() && stats.live_bytes + stats.idle_bytes + size > limit_; ++it) {
@@ -102,23 +162,19 @@ PinnedPool::Block PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
           stats.idle_bytes -= it->first;
         }
       }
-      if (stats.live_bytes + stats.idle_bytes + size > limit_) {
-        refused = true;
-        ++stats.refusals;
-        if (why_not != nullptr) {
-          *why_not = "the pinned pool already holds " + std::to_string(stats.live_bytes) +
-                     " bytes in use, and pins at most " + std::to_string(limit_) +
-                     " (a quarter of this machine's memory)";
-        }
-      } else {
-        stats.live_bytes += size;  // reserved; given back below if pinning fails
-        ++stats.misses;
+      stats.live_bytes += size;  // reserved; given back below if pinning fails
+      ++stats.misses;
+    } else {  // even with every idle block freed there would be no room
+      refused = true;
+      ++stats.refusals;
+      if (why_not != nullptr) {
+        *why_not = "the pinned pool already holds " + std::to_string(stats.live_bytes) +
+                   " bytes in use, and pins at most " + std::to_string(limit_) +
+                   " (a quarter of this machine's memory)";
       }
     }
   }
-  for (void* pointer : to_free) {
-    cudaFreeHost(pointer);
-  }
+  Reaper::free_later(to_free.data(), to_free.size());
   if (refused) {
     return Block{};
   }
@@ -167,7 +223,7 @@ void PinnedPool::release(const Block& given) noexcept {
       }
     }
   }
-  cudaFreeHost(block);
+  Reaper::free_later(&block, 1);
 }
 
 PinnedPool::Stats PinnedPool::stats() const {
@@ -182,7 +238,7 @@ void PinnedPool::trim() {
     idle.swap(state_->idle);
     state_->stats.idle_bytes = 0;
   }
-  for (auto& [size, blocks] : idle) {
+  for (auto& [size, blocks] : idle) {  // here: the caller asked for its memory back now
     for (void* block : blocks) {
       cudaFreeHost(block);
     }
@@ -201,13 +257,17 @@ class CopyWorkers {
  public:
   explicit CopyWorkers(unsigned workers) : owner_(getpid()) {
     for (unsigned i = 0; i < workers; ++i) {
-      threads_.emplace_back([this, i] { work(i + 1); });
-      threads_.back().detach();  // lives as long as the process: see host_copy
+      try {
+        std::thread([this, i] { work(i + 1); }).detach();  // lives as long as the process
+      } catch (const std::system_error&) {  // the system gives no more threads: copy with fewer
+        break;
+      }
+      ++workers_;
     }
   }
 
   bool owned_by_this_process() const noexcept { return owner_ == getpid(); }
-  unsigned workers() const noexcept { return static_cast<unsigned>(threads_.size()); }
+  unsigned workers() const noexcept { return workers_; }
 
   // False when another copy holds the workers.
   bool copy(char* destination, const char* source, std::size_t bytes, unsigned parts) {
@@ -216,6 +276,11 @@ class CopyWorkers {
       return false;
     }
     parts = std::min(parts, workers() + 1);
+    // A sequence lock: the generation is odd while the job is written, so a worker that reads
+    // it meanwhile (one with no part in the last job) sees the change and reads again.
+    const std::uint64_t generation = generation_.load(std::memory_order_relaxed);
+    generation_.store(generation + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
     destination_.store(destination, std::memory_order_relaxed);
     source_.store(source, std::memory_order_relaxed);
     bytes_.store(bytes, std::memory_order_relaxed);
@@ -223,7 +288,7 @@ class CopyWorkers {
     remaining_.store(parts - 1, std::memory_order_relaxed);
     {
       const std::lock_guard<std::mutex> lock(mutex_);  // no sleeper misses the new generation
-      generation_.fetch_add(1, std::memory_order_release);
+      generation_.store(generation + 2, std::memory_order_release);
     }
     wake_.notify_all();
     copy_part(0, destination, source, bytes, parts);
@@ -249,19 +314,25 @@ class CopyWorkers {
 
   void work(unsigned part) {
     std::uint64_t seen = 0;
+    const auto published = [&] {
+      const std::uint64_t generation = generation_.load(std::memory_order_acquire);
+      return generation != seen && generation % 2 == 0;
+    };
     for (;;) {
       const auto give_up = std::chrono::steady_clock::now() + kSpin;
-      while (generation_.load(std::memory_order_acquire) == seen &&
-             std::chrono::steady_clock::now() < give_up) {
+      while (!published() && std::chrono::steady_clock::now() < give_up) {
         std::this_thread::yield();
       }
-      if (generation_.load(std::memory_order_acquire) == seen) {
+      if (!published()) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        wake_.wait(lock, published);
       }
       // A job stays as it is until its parts are done (the caller waits for remaining_), but one
       // this worker has no part in may be replaced while it reads: then it reads the new one.
       const std::uint64_t generation = generation_.load(std::memory_order_acquire);
+      if (generation % 2 != 0) {
+        continue;
+      }
       const unsigned parts = parts_.load(std::memory_order_relaxed);
       char* destination = destination_.load(std::memory_order_relaxed);
       const char* source = source_.load(std::memory_order_relaxed);
@@ -288,7 +359,7 @@ class CopyWorkers {
   std::atomic<std::size_t> bytes_{0};
   std::atomic<unsigned> parts_{0};
   std::atomic<unsigned> remaining_{0};
-  std::vector<std::thread> threads_;
+  unsigned workers_ = 0;
 };
 
 HostCopyTuning tuning;
@@ -298,9 +369,11 @@ CopyWorkers* workers = nullptr;  // never destroyed: detached threads use it unt
 CopyWorkers* copy_workers() {
   const std::lock_guard<std::mutex> lock(workers_mutex);
   const unsigned wanted = tuning.threads > 1 ? tuning.threads - 1 : 0;
-  // A forked child has none of its parent's threads.
-  if (workers == nullptr || !workers->owned_by_this_process() || workers->workers() != wanted) {
-    workers = wanted == 0 ? nullptr : new CopyWorkers(wanted);
+  // A forked child has none of its parent's threads. Fewer threads are asked of the same
+  // workers: only a benchmark asking for more leaves the old ones idle.
+  if (wanted > 0 &&
+      (workers == nullptr || !workers->owned_by_this_process() || workers->workers() < wanted)) {
+    workers = new CopyWorkers(wanted);
   }
   return workers;
 }
@@ -308,7 +381,14 @@ CopyWorkers* copy_workers() {
 }  // namespace
 
 unsigned default_copy_threads() noexcept {
-  return std::clamp(std::thread::hardware_concurrency() / 2, 1U, 8U);
+  // The cores this process may run on (taskset, cgroup cpusets), not the machine's.
+  unsigned cores = std::thread::hardware_concurrency();
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    cores = static_cast<unsigned>(CPU_COUNT(&allowed));
+  }
+  return std::clamp(cores / 2, 1U, 8U);
 }
 
 const HostCopyTuning& host_copy_tuning() noexcept { return tuning; }

@@ -904,8 +904,12 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     in_flight_ = true;
     throw;
   } catch (...) {
-    // Leave nothing in flight that reads the buffers of a failed call.
+    // Leave nothing in flight that reads the buffers of a failed call: a first call of a new
+    // graph key runs its work on the session's own stream, whatever the caller's.
     cudaStreamSynchronize(stream);
+    if (stream != stream_.get()) {
+      cudaStreamSynchronize(stream_.get());
+    }
     cudaGetLastError();
     throw;
   }

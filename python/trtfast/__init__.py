@@ -105,8 +105,11 @@ def empty(shape: int | Sequence[int], dtype: npt.DTypeLike = "float32") -> np.nd
     """
     import numpy as np  # a program that never asks for pinned arrays does not import numpy here
 
-    dims = (shape,) if isinstance(shape, int) else tuple(shape)
-    array, why_not = _core.empty_pinned(np.dtype(dtype), [operator.index(d) for d in dims])
+    try:
+        dims: tuple[int, ...] = (operator.index(shape),)  # type: ignore[arg-type]
+    except TypeError:
+        dims = tuple(operator.index(d) for d in shape)  # type: ignore[union-attr]
+    array, why_not = _core.empty_pinned(np.dtype(dtype), list(dims))
     if why_not:
         warnings.warn(
             f"trtfast.empty: returning pageable memory, which sessions copy through staging: "

@@ -32,7 +32,8 @@ class PinnedPool {
   // A block of at least `bytes` (aligned as cudaHostAlloc aligns: 4096 bytes or more), or a null
   // one when pinning fails or the pool already holds limit() bytes; `why_not` then says why.
   Block acquire(std::size_t bytes, std::string* why_not = nullptr);
-  // Gives a block back; the pool keeps it for the next acquire, or frees it past idle_limit().
+  // Gives a block back; the pool keeps it for the next acquire or, past idle_limit(), frees it
+  // on a thread of its own (cudaFreeHost may wait for the device).
   void release(const Block& block) noexcept;
 
   struct Stats {
