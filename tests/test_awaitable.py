@@ -51,3 +51,12 @@ def test_take_leaves_the_descriptor_unreadable() -> None:
     assert select.select([queue.fd], [], [], 1.0)[0] == [queue.fd]
     assert queue.take() == [7, 8]
     assert select.select([queue.fd], [], [], 0.0)[0] == []
+
+
+def test_ready_says_whether_take_has_tokens() -> None:
+    queue = _core.CompletionQueue()
+    assert not queue.ready()
+    queue.push(3)
+    assert queue.ready()
+    assert queue.take() == [3]
+    assert not queue.ready()

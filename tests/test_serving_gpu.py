@@ -59,6 +59,39 @@ def test_run_async_returns_what_a_call_returns() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("sync", ["spin", "blocking"])
+def test_a_spinning_await_polls_between_other_tasks_and_stops_polling_after(sync: str) -> None:
+    from trtfast import _awaitable
+
+    engine = trtfast.Engine(_testing.affine(profiles=[(1, 8, 64)], delay_us=20_000.0))
+    x = random_x(2)
+
+    async def main() -> None:
+        seen_polling: list[bool] = []
+        finished = False
+
+        async def other_task() -> None:
+            while not finished:
+                seen_polling.append(_awaitable.completions().polling)
+                await asyncio.sleep(0)
+
+        with engine.session(sync=sync) as session:  # type: ignore[arg-type]
+            ticker = asyncio.ensure_future(other_task())
+            result = await session.run_async(x=x)
+            finished = True
+            await ticker
+            np.testing.assert_array_equal(result["y"], affine(x))
+        # The loop served the other task all through the 20 ms call, polling only for "spin".
+        assert len(seen_polling) > 100
+        polled = sum(seen_polling)
+        assert polled > 100 if sync == "spin" else polled == 0
+        calls = _awaitable.completions()
+        await asyncio.sleep(0)
+        assert not calls.polling and calls.spinning == 0
+
+    asyncio.run(main())
+
+
 def test_run_async_device_in_device_out() -> None:
     cupy = pytest.importorskip("cupy")
     engine = make_engine()

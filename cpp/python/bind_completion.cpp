@@ -19,6 +19,8 @@ void bind_completion(py::module_& module) {
       .def(py::init<>())
       .def_property_readonly("fd", &CompletionQueue::fd)
       .def("take", &CompletionQueue::take)
+      .def("ready", &CompletionQueue::ready,
+           "True when take() has tokens to give (no system call: for a loop that polls).")
       .def("push", &CompletionQueue::push, py::arg("token"),
            "Reports `token` finished, as a call thread does (for tests of the loop's side).");
 }

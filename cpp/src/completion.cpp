@@ -41,6 +41,7 @@ void CompletionQueue::push(std::uint64_t token) noexcept {
   {
     const std::lock_guard<std::mutex> lock(mutex_);
     finished_.push_back(token);
+    ready_.store(true, std::memory_order_release);
   }
   const std::uint64_t one = 1;
   // A full counter (2^64 - 2 unread wake-ups) cannot happen; EINTR is retried.
@@ -55,6 +56,7 @@ std::vector<std::uint64_t> CompletionQueue::take() {
   std::vector<std::uint64_t> tokens;
   const std::lock_guard<std::mutex> lock(mutex_);
   tokens.swap(finished_);
+  ready_.store(false, std::memory_order_release);
   return tokens;
 }
 

@@ -4,6 +4,10 @@ A call is read on the loop's thread (as a plain call reads it), then its GPU wor
 waited for on its session's C++ call thread, which holds no Python lock; that thread pushes the
 call's token to the loop's queue, whose descriptor wakes the loop, and the loop's reader turns
 the finished calls into results.
+
+Waking a sleeping loop costs tens of microseconds, so while a call of a ``sync="spin"`` session
+is in flight the loop polls the queue instead (a callback that runs once per loop iteration,
+between other tasks' work), as a plain call's thread spins on the GPU's event.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ class _LoopCompletions:
         self.queue = _core.CompletionQueue()
         self.loop = loop
         self.calls: dict[
-            int, tuple[Any, asyncio.Future[dict[str, Any]], Callable[[], None] | None]
+            int, tuple[Any, asyncio.Future[dict[str, Any]], Callable[[], None] | None, bool]
         ] = {}
+        self.spinning = 0  # calls in flight whose session waits by spinning
+        self.polling = False
         loop.add_reader(self.queue.fd, self._finish)
 
     def submit(
@@ -44,12 +50,27 @@ class _LoopCompletions:
             named = {**named, "out": out}
         session._submit_async(self.queue, token, *args, **named)
         done = self.loop.create_future()
-        self.calls[token] = (session, done, on_done)
+        spin = session._options["sync"] == "spin"
+        self.calls[token] = (session, done, on_done, spin)
+        if spin:
+            self.spinning += 1
+            if not self.polling:
+                self.polling = True
+                self.loop.call_soon(self._poll)
         return done
+
+    def _poll(self) -> None:
+        if self.queue.ready():
+            self._finish()
+        if self.spinning:
+            self.loop.call_soon(self._poll)
+        else:
+            self.polling = False
 
     def _finish(self) -> None:
         for token in self.queue.take():
-            session, done, on_done = self.calls.pop(token)
+            session, done, on_done, spin = self.calls.pop(token)
+            self.spinning -= spin
             try:
                 result = session._finish_async()
             except Exception as error:

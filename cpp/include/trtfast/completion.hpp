@@ -30,12 +30,15 @@ class CompletionQueue {
   void push(std::uint64_t token) noexcept;
   // The tokens pushed since the last take, oldest first; fd() is no longer readable after.
   std::vector<std::uint64_t> take();
+  // True when take() has tokens to give: a loop that polls asks this, which costs no system call.
+  bool ready() const noexcept { return ready_.load(std::memory_order_acquire); }
 
  private:
   int read_fd_ = -1;
   int write_fd_ = -1;  // the same as read_fd_ for an eventfd
   std::mutex mutex_;
   std::vector<std::uint64_t> finished_;
+  std::atomic<bool> ready_{false};
 };
 
 // One thread that runs posted work in order, each piece then reported to its queue. Work that

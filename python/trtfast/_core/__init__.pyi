@@ -19,6 +19,10 @@ class CompletionQueue:
         """
         Reports `token` finished, as a call thread does (for tests of the loop's side).
         """
+    def ready(self) -> bool:
+        """
+        True when take() has tokens to give (no system call: for a loop that polls).
+        """
     def take(self) -> list[int]:
         ...
     @property
