@@ -70,6 +70,23 @@ def test_empty_gives_pinned_memory_that_returns_to_the_pool() -> None:
     assert again.ctypes.data == address and _core.pinned_pool_stats()["hits"] == hits + 1
 
 
+def test_trim_unpins_idle_blocks_before_it_returns() -> None:
+    # A block given back goes to a background thread to be freed; trim waits for it, and for
+    # every idle block, so the memory is the machine's again when it returns.
+    import ctypes
+
+    _core.trim_pinned_pool()
+    block = trtfast.empty((64, FEATURES))
+    address = block.ctypes.data
+    del block  # idle in the pool
+    assert _core.pinned_pool_stats()["idle_bytes"] >= 64 * FEATURES * 4
+    _core.trim_pinned_pool()
+    assert _core.pinned_pool_stats()["idle_bytes"] == 0
+    # Asks CUDA about the address without touching the memory behind it.
+    probe = np.frombuffer((ctypes.c_char * 4096).from_address(address), dtype=np.uint8)
+    assert not _core.is_pinned_host(probe)
+
+
 def test_pinned_input_and_out_go_by_dma_without_staging(engine: trtfast.Engine) -> None:
     x = trtfast.empty((64, FEATURES))
     x[...] = rows(64)

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -51,27 +50,21 @@ std::size_t physical_memory() {
                                : std::size_t{8} << 30;
 }
 
+// The device current when the pool last pinned a block. cudaFreeHost on a thread with no device
+// made current would make a context on device 0, in a process that may use another GPU alone.
+std::atomic<int> pinning_device{-1};
+
 // Frees page-locked blocks on its own thread: cudaFreeHost may wait for the device, and blocks
 // are given back from hot paths (a result array dying while its owner holds the GIL).
 class Reaper {
  public:
   static void free_later(void* const* blocks, std::size_t count) noexcept {
-    if (count == 0) {
-      return;
-    }
-    try {
-      Reaper& reaper = instance();
-      {
-        const std::lock_guard<std::mutex> lock(reaper.mutex_);
-        reaper.blocks_.insert(reaper.blocks_.end(), blocks, blocks + count);
-      }
-      reaper.wake_.notify_one();
-      return;
-    } catch (...) {  // no thread or no memory: free them here
-    }
-    for (std::size_t i = 0; i < count; ++i) {
-      cudaFreeHost(blocks[i]);
-    }
+    free(blocks, count, false);
+  }
+
+  // Returns once these blocks and every block given before them are freed.
+  static void free_now(void* const* blocks, std::size_t count) noexcept {
+    free(blocks, count, true);
   }
 
  private:
@@ -89,7 +82,31 @@ class Reaper {
     return *reaper;
   }
 
+  static void free(void* const* blocks, std::size_t count, bool wait) noexcept {
+    if (count == 0 && !wait) {
+      return;
+    }
+    bool queued = false;
+    try {
+      Reaper& reaper = instance();
+      std::unique_lock<std::mutex> lock(reaper.mutex_);
+      reaper.blocks_.insert(reaper.blocks_.end(), blocks, blocks + count);
+      queued = true;
+      const std::uint64_t ticket = reaper.queued_ += count;
+      reaper.wake_.notify_one();
+      if (wait) {
+        reaper.freed_wake_.wait(lock, [&] { return reaper.freed_ >= ticket; });
+      }
+      return;
+    } catch (...) {  // no thread or no memory: free them here, unless the reaper has them
+    }
+    for (std::size_t i = 0; !queued && i < count; ++i) {
+      cudaFreeHost(blocks[i]);
+    }
+  }
+
   void work() {
+    int current = -1;
     for (;;) {
       std::vector<void*> blocks;
       {
@@ -97,16 +114,29 @@ class Reaper {
         wake_.wait(lock, [this] { return !blocks_.empty(); });
         blocks.swap(blocks_);
       }
+      const int device = pinning_device.load(std::memory_order_relaxed);
+      if (device >= 0 && device != current && cudaSetDevice(device) == cudaSuccess) {
+        current = device;
+      }
       for (void* block : blocks) {
         cudaFreeHost(block);
       }
+      cudaGetLastError();  // nothing here is anybody's error
+      {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        freed_ += blocks.size();
+      }
+      freed_wake_.notify_all();
     }
   }
 
   pid_t owner_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable freed_wake_;
   std::vector<void*> blocks_;
+  std::uint64_t queued_ = 0;  // blocks ever given, and ever freed
+  std::uint64_t freed_ = 0;
 };
 
 }  // namespace
@@ -174,7 +204,10 @@ PinnedPool::Block PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
       }
     }
   }
-  Reaper::free_later(to_free.data(), to_free.size());
+  // Before pinning more, so that the pool never holds more than its limit.
+  if (!to_free.empty()) {
+    Reaper::free_now(to_free.data(), to_free.size());
+  }
   if (refused) {
     return Block{};
   }
@@ -188,6 +221,8 @@ PinnedPool::Block PinnedPool::acquire(std::size_t bytes, std::string* why_not) {
         cudaGetLastError();
         block = nullptr;
         failure = "cudaHostAlloc of " + std::to_string(size) + " bytes failed: " + describe(status);
+      } else if (int device = -1; cudaGetDevice(&device) == cudaSuccess) {
+        pinning_device.store(device, std::memory_order_relaxed);
       }
     }
     if (block == nullptr) {
@@ -232,17 +267,17 @@ PinnedPool::Stats PinnedPool::stats() const {
 }
 
 void PinnedPool::trim() {
-  std::map<std::size_t, std::vector<void*>> idle;
+  std::vector<void*> blocks;
   {
     const std::lock_guard<std::mutex> lock(state_->mutex);
-    idle.swap(state_->idle);
+    for (auto& [size, idle] : state_->idle) {
+      blocks.insert(blocks.end(), idle.begin(), idle.end());
+    }
+    state_->idle.clear();
     state_->stats.idle_bytes = 0;
   }
-  for (auto& [size, blocks] : idle) {  // here: the caller asked for its memory back now
-    for (void* block : blocks) {
-      cudaFreeHost(block);
-    }
-  }
+  // The caller asked for its memory back now: these, and blocks given back before.
+  Reaper::free_now(blocks.data(), blocks.size());
 }
 
 // --- Parallel host copies ------------------------------------------------------------------------
@@ -255,11 +290,11 @@ namespace {
 // spins a while for the next slice before it sleeps: a wake-up from sleep costs tens of us.
 class CopyWorkers {
  public:
-  explicit CopyWorkers(unsigned workers) : owner_(getpid()) {
+  explicit CopyWorkers(unsigned workers) : owner_(getpid()), asked_(workers) {
     for (unsigned i = 0; i < workers; ++i) {
       try {
         std::thread([this, i] { work(i + 1); }).detach();  // lives as long as the process
-      } catch (const std::system_error&) {  // the system gives no more threads: copy with fewer
+      } catch (...) {  // the system gives no more threads: copy with fewer
         break;
       }
       ++workers_;
@@ -268,6 +303,7 @@ class CopyWorkers {
 
   bool owned_by_this_process() const noexcept { return owner_ == getpid(); }
   unsigned workers() const noexcept { return workers_; }
+  unsigned asked() const noexcept { return asked_; }
 
   // False when another copy holds the workers.
   bool copy(char* destination, const char* source, std::size_t bytes, unsigned parts) {
@@ -359,6 +395,7 @@ class CopyWorkers {
   std::atomic<std::size_t> bytes_{0};
   std::atomic<unsigned> parts_{0};
   std::atomic<unsigned> remaining_{0};
+  unsigned asked_;
   unsigned workers_ = 0;
 };
 
@@ -370,9 +407,10 @@ CopyWorkers* copy_workers() {
   const std::lock_guard<std::mutex> lock(workers_mutex);
   const unsigned wanted = tuning.threads > 1 ? tuning.threads - 1 : 0;
   // A forked child has none of its parent's threads. Fewer threads are asked of the same
-  // workers: only a benchmark asking for more leaves the old ones idle.
+  // workers: only a benchmark asking for more leaves the old ones idle. Workers the system
+  // refused are not asked for again at every copy.
   if (wanted > 0 &&
-      (workers == nullptr || !workers->owned_by_this_process() || workers->workers() < wanted)) {
+      (workers == nullptr || !workers->owned_by_this_process() || workers->asked() < wanted)) {
     workers = new CopyWorkers(wanted);
   }
   return workers;

@@ -60,27 +60,39 @@ class _LoopCompletions:
         return done
 
     def _poll(self) -> None:
-        if self.queue.ready():
-            self._finish()
-        if self.spinning:
-            self.loop.call_soon(self._poll)
-        else:
-            self.polling = False
+        try:
+            if self.queue.ready():
+                self._finish()
+        finally:  # a callback that raised must not stop the polling of the calls still in flight
+            if self.spinning:
+                self.loop.call_soon(self._poll)
+            else:
+                self.polling = False
 
     def _finish(self) -> None:
+        # Every taken token is settled and its on_done run, whatever raises on the way: a token
+        # dropped here would leave its task waiting forever and its session busy.
+        raised: BaseException | None = None
         for token in self.queue.take():
             session, done, on_done, spin = self.calls.pop(token)
             self.spinning -= spin
             try:
                 result = session._finish_async()
-            except Exception as error:
+            except BaseException as error:
                 if not done.cancelled():
                     done.set_exception(error)
+                if not isinstance(error, Exception):
+                    raised = raised or error  # Ctrl-C and exits reach the loop too
             else:
                 if not done.cancelled():
                     done.set_result(result)
             if on_done is not None:
-                on_done()
+                try:
+                    on_done()
+                except BaseException as error:
+                    raised = raised or error
+        if raised is not None:
+            raise raised
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCompletions] = (
