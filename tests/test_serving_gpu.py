@@ -81,10 +81,15 @@ def test_a_spinning_await_polls_between_other_tasks_and_stops_polling_after(sync
             finished = True
             await ticker
             np.testing.assert_array_equal(result["y"], affine(x))
-        # The loop served the other task all through the 20 ms call, polling only for "spin".
+        # The loop served the other task all through the 20 ms call, polling only for "spin",
+        # and only at first: then the descriptor woke it.
         assert len(seen_polling) > 100
         polled = sum(seen_polling)
-        assert polled > 100 if sync == "spin" else polled == 0
+        if sync == "spin":
+            assert seen_polling[0] and 0 < polled < len(seen_polling)
+            assert not any(seen_polling[polled:]), "polling started again during the call"
+        else:
+            assert polled == 0
         calls = _awaitable.completions()
         await asyncio.sleep(0)
         assert not calls.polling and calls.spinning == 0

@@ -55,7 +55,8 @@ std::size_t physical_memory() {
 std::atomic<int> pinning_device{-1};
 
 // Frees page-locked blocks on its own thread: cudaFreeHost may wait for the device, and blocks
-// are given back from hot paths (a result array dying while its owner holds the GIL).
+// are given back from hot paths (a result array dying while its owner holds the GIL). That takes
+// the wait off the caller's thread only: the free may still stall other streams' work a while.
 class Reaper {
  public:
   static void free_later(void* const* blocks, std::size_t count) noexcept {

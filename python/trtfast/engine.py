@@ -164,7 +164,8 @@ class Session(_core.Session):  # type: ignore[misc, unused-ignore]
         Concurrent awaits on one session run one after another (an Engine runs them at once).
         With ``sync="spin"`` the loop polls for the call's end between its other work instead of
         sleeping, as a plain call's thread spins: tens of microseconds sooner, and its thread
-        busy until then; ``sync="blocking"`` lets the loop sleep. Cancelling the task leaves the
+        busy until then, for at most 2 ms after the latest such call began (longer calls wake
+        it); ``sync="blocking"`` lets the loop sleep. Cancelling the task leaves the
         queued GPU work to finish: the session holds the call's buffers until then, and stays
         usable."""
         calls = _awaitable.completions()
