@@ -73,3 +73,22 @@ def test_a_stand_in_run_answers_every_request_once(bench: ModuleType, mode: str)
     assert result.expected == 64
     assert result.answered == 64 and result.wrong == 0
     assert result.throughput > 0 and 0 < result.p50_us <= result.p99_us
+
+
+def test_the_clients_alone_are_measured_and_bound_the_goals_they_cannot_meet(
+    bench: ModuleType,
+) -> None:
+    alone = bench.clients_alone(256)
+    assert set(alone) == {"asyncio", "threads"} and min(alone.values()) > 0
+    results = [
+        bench.Result(kernel, mode, clients, 1000.0, 100.0, 900.0, 8, 8, 0)
+        for kernel in bench.KERNELS_US
+        for mode in bench.MODES
+        for clients in bench.CLIENTS
+    ]
+    full_batch = {kernel: 74.0 for kernel in bench.KERNELS_US}
+    checks = bench.goals(results, full_batch, 500.0, {"asyncio": 1e5, "threads": 1e5})
+    p99 = [text for text, _ in checks if "50 us engine, batcher-asyncio: worst p99" in text]
+    # 256 clients at 100,000 requests/s wait 2560 us each, past the goal's 722 us; 64 do not.
+    assert len(p99) == 1 and "2560 us at 256 clients" in p99[0] and "64 clients" not in p99[0]
+    assert not dict(checks)[p99[0]]  # the goal itself is judged as before
