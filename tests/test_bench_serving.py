@@ -87,8 +87,25 @@ def test_the_clients_alone_are_measured_and_bound_the_goals_they_cannot_meet(
         for clients in bench.CLIENTS
     ]
     full_batch = {kernel: 74.0 for kernel in bench.KERNELS_US}
-    checks = bench.goals(results, full_batch, 500.0, {"asyncio": 1e5, "threads": 1e5})
+    checks = bench.goals(results, full_batch, 500.0, 4.5, {}, {"asyncio": 1e5, "threads": 1e5})
     p99 = [text for text, _ in checks if "50 us engine, batcher-asyncio: worst p99" in text]
     # 256 clients at 100,000 requests/s wait 2560 us each, past the goal's 722 us; 64 do not.
     assert len(p99) == 1 and "2560 us at 256 clients" in p99[0] and "64 clients" not in p99[0]
     assert not dict(checks)[p99[0]]  # the goal itself is judged as before
+    assert dict(checks)[checks[0][0]] and "4.5x" in checks[0][0]
+
+
+def test_paired_rounds_give_medians_of_within_round_ratios(bench: ModuleType) -> None:
+    engine = bench.DeviceStandIn(50.0)
+    with Batcher(engine, max_delay_us=500) as batcher:
+        rounds = bench.paired_rounds(
+            50.0, engine, batcher, 8, 64, ("direct", "batcher-threads", "batcher-asyncio")
+        )
+    assert len(rounds) == bench.PAIRED_ROUNDS
+    assert all(r[mode].wrong == 0 for r in rounds for mode in r)
+    ratios = sorted(
+        max(r["batcher-threads"].throughput, r["batcher-asyncio"].throughput)
+        / r["direct"].throughput
+        for r in rounds
+    )
+    assert bench.batcher_ratio(rounds) == pytest.approx(float(np.median(ratios)))
