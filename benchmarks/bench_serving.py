@@ -131,26 +131,36 @@ def answer_of(y: Any) -> int:
 
 
 class Tally:
-    """Latencies and answers of one run, from any thread."""
+    """Latencies and answers of one run, from any thread, and the run's span: from the first
+    request sent to the last answered (the clients' set-up, threads started, is not in it)."""
 
     def __init__(self, total: int) -> None:
         self.latencies = np.zeros(total)
         self.seen = np.zeros(total, dtype=np.int64)
         self.lock = threading.Lock()
+        self.first = float("inf")
+        self.last = 0.0
 
     def record(self, number: int, started: int, y: Any) -> None:
-        elapsed = (time.perf_counter_ns() - started) / 1000.0
+        ended = time.perf_counter_ns()
         got = answer_of(y)
         with self.lock:
-            self.latencies[number] = elapsed
+            self.latencies[number] = (ended - started) / 1000.0
+            self.first = min(self.first, started)
+            self.last = max(self.last, ended)
             if 0 <= got < len(self.seen) and got == number:
                 self.seen[got] += 1
+
+    def span_s(self) -> float:
+        return (self.last - self.first) / 1e9
 
 
 def run_threads(call: Callable[[np.ndarray], Any], clients: int, per_client: int) -> Tally:
     tally = Tally(clients * per_client)
+    ready = threading.Barrier(clients)  # every thread started before the first request
 
     def client(index: int) -> None:
+        ready.wait()
         for k in range(per_client):
             number = index * per_client + k
             started = time.perf_counter_ns()
@@ -194,15 +204,13 @@ def measure_mode(
     }
     runner, call = calls[mode]
     runner(call, clients, 2)  # warm-up: sessions, graphs, threads
-    started = time.perf_counter()
     tally = runner(call, clients, per_client)
-    elapsed = time.perf_counter() - started
     count = clients * per_client
     return Result(
         kernel_us=kernel_us,
         mode=mode,
         clients=clients,
-        throughput=count / elapsed,
+        throughput=count / tally.span_s(),
         p50_us=float(np.percentile(tally.latencies, 50)),
         p99_us=float(np.percentile(tally.latencies, 99)),
         answered=int(tally.seen.sum()),
@@ -239,9 +247,7 @@ def measure_clients(
     clients = 64
     per_client = max(requests // clients, 8)
     runner(call, clients, 2)
-    started = time.perf_counter()
-    runner(call, clients, per_client)
-    return clients * per_client / (time.perf_counter() - started)
+    return clients * per_client / runner(call, clients, per_client).span_s()
 
 
 def paired_rounds(
