@@ -322,6 +322,18 @@ def test_fp8_with_ampere_plus_is_refused_before_tensorrt_on_10(
         _core.build_plan(lean_adapter_library, mlp(), options, None)
 
 
+@pytest.mark.tensorrt
+def test_same_compute_capability_needs_tensorrt_10_9(full_library: _core.TensorRTLibrary) -> None:
+    # NvInfer.h has HardwareCompatibilityLevel::kSAME_COMPUTE_CAPABILITY from v10.9 on.
+    options = {"hardware_compatibility": "same_compute_capability"}
+    major, minor = (int(part) for part in full_library.version.split(".")[:2])
+    if (major, minor) < (10, 9):
+        with pytest.raises(BuildOptionError, match=r"needs TensorRT 10\.9 or later"):
+            _core.build_plan(full_library, mlp(), options, None)
+    else:
+        assert _core.build_plan(full_library, mlp(), options, None)["plan"]
+
+
 # --- TensorRT: real builds ------------------------------------------------------------------------
 
 

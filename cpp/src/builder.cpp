@@ -392,6 +392,20 @@ void set_precision_flags(nvinfer1::IBuilderConfig& config, const BuildOptions& o
 #endif
 }
 
+// HardwareCompatibilityLevel::kSAME_COMPUTE_CAPABILITY first appears in NvInfer.h of v10.9: an
+// older library does not know the value, so the option is refused by name before it is passed.
+constexpr int kSameComputeCapabilitySince = 100900;
+
+void require_hardware_level(HardwareCompatibility level, const TensorRTLibrary& library) {
+  if (level == HardwareCompatibility::SameComputeCapability &&
+      library.version() < kSameComputeCapabilitySince) {
+    throw BuildOptionError(
+        "hardware_compatibility='same_compute_capability' needs TensorRT 10.9 or later; this is "
+        "TensorRT " +
+        library.version_string() + " at " + library.path());
+  }
+}
+
 nvinfer1::HardwareCompatibilityLevel hardware_level(HardwareCompatibility level) {
   switch (level) {
     case HardwareCompatibility::AmperePlus:
@@ -837,6 +851,7 @@ BuildResult build_plan_with_tensorrt(const TensorRTLibrary& library, const void*
   check_options(options);
   const std::vector<std::string> plugin_paths = resolved_plugin_paths(options.plugins);
   require_full_library(library);
+  require_hardware_level(options.hardware_compatibility, library);
   const OnnxParserLibrary& parser_library = onnx_parser_for(library);
   // Registering plugins needs no device (trtexec does it first thing), so a missing plugin library
   // is named even where no GPU is.

@@ -225,9 +225,18 @@ class PythonPlanBuilder:
                 # A version-compatible plan carries its plugins so a later runtime can load them.
                 config.plugins_to_serialize = list(options["plugins"])
         if options["hardware_compatibility"] is not None:
-            level = options["hardware_compatibility"].upper()
-            with setting(f"hardware_compatibility={options['hardware_compatibility']!r}"):
-                config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+            option = f"hardware_compatibility={options['hardware_compatibility']!r}"
+            # SAME_COMPUTE_CAPABILITY first appears in TensorRT 10.9.
+            level = getattr(
+                trt.HardwareCompatibilityLevel, options["hardware_compatibility"].upper(), None
+            )
+            if level is None:
+                raise BuildOptionError(
+                    f"{option} needs TensorRT 10.9 or later; this is TensorRT "
+                    f"{self.tensorrt_version}"
+                )
+            with setting(option):
+                config.hardware_compatibility_level = level
 
     def _attach_timing_cache(self, config: Any, serialized: bytes | None) -> Any:
         """A cache made by another TensorRT version or GPU is replaced by a new one: a stale
