@@ -53,10 +53,11 @@ OnnxParserLibrary find_onnx_parser(const TensorRTLibrary& library) {
 }
 
 const OnnxParserLibrary& onnx_parser_for(const TensorRTLibrary& library) {
-  static std::mutex mutex;
-  // Leaked on purpose: parsers are used until process exit, like TensorRT itself.
+  // Leaked on purpose, the lock too: parsers are used until process exit, like TensorRT itself,
+  // and a thread may build while the process exits.
+  static auto* mutex = new std::mutex();
   static auto* found = new std::map<std::string, OnnxParserLibrary>();
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(*mutex);
   auto it = found->find(library.path());
   if (it == found->end()) {
     it = found->emplace(library.path(), find_onnx_parser(library)).first;
@@ -759,7 +760,7 @@ Blob blob_of(nvinfer1::IHostMemory* memory) {
 std::unique_ptr<nvinfer1::IBuilder> create_builder(const TensorRTLibrary& library) {
   auto factory = reinterpret_cast<CreateBuilderFn>(library.symbol("createInferBuilder_INTERNAL"));
   LoggedErrors errors;
-  void* created = factory(&tensorrt_logger(), NV_TENSORRT_VERSION);
+  void* created = factory(&tensorrt_logger(), factory_version(library));
   if (created == nullptr || !errors.empty()) {
     // A builder created while TensorRT logged an error is invalid: it is leaked, not used.
     throw TensorRTUnavailableError("TensorRT " + library.version_string() + " at " +

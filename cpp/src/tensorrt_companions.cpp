@@ -137,9 +137,10 @@ StandardPlugins register_standard_plugins(const TensorRTLibrary& library) {
 }  // namespace
 
 const StandardPlugins& standard_plugins(const TensorRTLibrary& library) {
-  static std::mutex mutex;
-  static auto* registered = new std::map<std::string, StandardPlugins>();  // used until exit
-  const std::lock_guard<std::mutex> lock(mutex);
+  // Used until exit, the lock too: a thread may load an engine while the process exits.
+  static auto* mutex = new std::mutex();
+  static auto* registered = new std::map<std::string, StandardPlugins>();
+  const std::lock_guard<std::mutex> lock(*mutex);
   auto it = registered->find(library.path());
   if (it == registered->end()) {
     it = registered->emplace(library.path(), register_standard_plugins(library)).first;
@@ -149,10 +150,11 @@ const StandardPlugins& standard_plugins(const TensorRTLibrary& library) {
 
 void load_plugin_libraries(nvinfer1::IPluginRegistry& registry,
                            const std::vector<std::string>& paths) {
-  static std::mutex mutex;
-  // Leaked: registries live until process exit, and so does what was loaded into them.
+  // Leaked, the lock too: registries live until process exit, and so does what was loaded into
+  // them.
+  static auto* mutex = new std::mutex();
   static auto* loaded = new std::set<std::pair<const void*, std::string>>();
-  const std::lock_guard<std::mutex> lock(mutex);
+  const std::lock_guard<std::mutex> lock(*mutex);
   for (const std::string& path : paths) {
     if (loaded->count({&registry, path}) != 0) {
       continue;

@@ -140,9 +140,17 @@ Dims profile_values(const nvinfer1::ICudaEngine& engine, const char* name, int p
     return values;
   }
 #endif
-  throw EngineCompatibilityError(
-      std::string("TensorRT reports no profile values for shape tensor '") + name +
-      "' in profile " + std::to_string(profile));
+  std::string message = std::string("TensorRT reports no profile values for shape tensor '") +
+                        name + "' in profile " + std::to_string(profile);
+#if NV_TENSORRT_MAJOR >= 11
+  // A version-compatible plan of an older build keeps the int32 values of setShapeValues, which
+  // TensorRT 11 no longer reads (getProfileTensorValues is gone from its headers).
+  message +=
+      ". TensorRT 11 reads only the int64 values of setShapeValuesV2 (TensorRT 10.11 and later); "
+      "if this engine was built before 10.11, it holds int32 values instead: rebuild it with "
+      "TensorRT 10.11 or later";
+#endif
+  throw EngineCompatibilityError(message);
 }
 
 Signature read_signature(const nvinfer1::ICudaEngine& engine, int library_version) {
@@ -347,7 +355,7 @@ const Signature& TensorRTEngine::signature() const {
 
 std::unique_ptr<Executor> TensorRTEngine::create_executor() {
   signature();  // refuses engines sessions cannot drive before a context is made
-  cuda::set_device(device());
+  const cuda::DeviceScope scope(device());
   LoggedErrors errors;
   nvinfer1::IExecutionContext* context = engine_->createExecutionContext();
   if (context == nullptr || !errors.messages().empty()) {

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <NvInferRuntime.h>
+#include <NvInferVersion.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -13,12 +15,21 @@
 
 #include "trtfast/builder.hpp"
 #include "trtfast/signature.hpp"
+#include "trtfast/tensorrt_library.hpp"
 #include "trtfast/tensorrt_runtime.hpp"
 
 namespace trtfast {
 
 // The adapter's logger: it hands every line to the core (deliver_tensorrt_log). Never destroyed.
 nvinfer1::ILogger& tensorrt_logger() noexcept;
+
+// The version the factories (createInferRuntime_INTERNAL, createInferBuilder_INTERNAL) are told
+// the caller was built for. NVIDIA promises that code built for an older minor runs on a newer
+// library, not the reverse, and the adapter calls nothing newer than the library (it gates those
+// methods by library version), so an older library is told its own version, not the headers'.
+inline std::int32_t factory_version(const TensorRTLibrary& library) noexcept {
+  return library.version() < NV_TENSORRT_VERSION ? library.version() : NV_TENSORRT_VERSION;
+}
 
 class TensorRTRuntime final : public Runtime {
  public:

@@ -50,10 +50,11 @@ std::shared_ptr<Runtime> TensorRTRuntime::create(std::shared_ptr<const TensorRTL
     throw TensorRTUnavailableError("TensorRT needs a CUDA device, and none is usable: " +
                                    cuda::unavailable_reason());
   }
-  cuda::set_device(device);
+  // TensorRT works on the current device; the caller's is current again on the way out.
+  const cuda::DeviceScope scope(device);
   auto factory = reinterpret_cast<CreateRuntimeFn>(library->symbol("createInferRuntime_INTERNAL"));
   LoggedErrors errors;
-  void* created = factory(&tensorrt_logger(), NV_TENSORRT_VERSION);
+  void* created = factory(&tensorrt_logger(), factory_version(*library));
   if (created == nullptr || !errors.empty()) {
     // A runtime created while TensorRT logged an error is invalid: it is leaked, not used.
     throw TensorRTUnavailableError("TensorRT " + library->version_string() + " at " +
@@ -77,7 +78,7 @@ TensorRTRuntime::~TensorRTRuntime() {
 std::shared_ptr<DeserializedEngine> TensorRTRuntime::deserialize(
     const void* plan, std::size_t size, bool allow_host_code,
     const std::vector<std::string>& plugins) {
-  cuda::set_device(device());
+  const cuda::DeviceScope scope(device());
   const std::lock_guard<std::mutex> lock(mutex_);
   runtime_->setEngineHostCodeAllowed(allow_host_code);
   // Engines that use TensorRT's standard plugins find them registered, as trtexec does before
