@@ -221,16 +221,29 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
  public:
   OutputAllocatorAdapter(OutputAllocator* target, int output) : target_(target), output_(output) {}
 
-  void* reallocateOutputAsync(char const* /*tensorName*/, void* /*currentMemory*/,
-                              std::uint64_t size, std::uint64_t alignment,
-                              cudaStream_t stream) noexcept override {
+  void* reallocateOutputAsync(char const* tensorName, void* /*currentMemory*/, std::uint64_t size,
+                              std::uint64_t alignment, cudaStream_t stream) noexcept override {
     void* memory = target_->reallocate(output_, static_cast<std::size_t>(size), stream);
-    if (memory != nullptr && alignment > 1 &&
-        reinterpret_cast<std::uintptr_t>(memory) % alignment != 0) {
-      return nullptr;
+    // TensorRT fails the enqueue without saying why: the reason is kept for its error.
+    try {
+      if (memory == nullptr) {
+        refusal_ = std::string("no memory for output '") + tensorName + "' (" +
+                   std::to_string(size) + " bytes)";
+      } else if (alignment > 1 && reinterpret_cast<std::uintptr_t>(memory) % alignment != 0) {
+        refusal_ = std::string("output '") + tensorName + "' needs " + std::to_string(alignment) +
+                   "-byte aligned memory, which trtfast's allocator "
+                   "does not give";
+        return nullptr;
+      }
+    } catch (...) {
+      // Without the reason, the enqueue still fails.
     }
     return memory;
   }
+
+  // Why the last reallocation was refused; empty when none was.
+  const std::string& refusal() const noexcept { return refusal_; }
+  void forget_refusal() noexcept { refusal_.clear(); }
 
   void notifyShape(char const* tensorName, nvinfer1::Dims const& dims) noexcept override {
     try {
@@ -243,6 +256,7 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
  private:
   OutputAllocator* target_;
   int output_;
+  std::string refusal_;
 };
 
 class TensorRTExecutor final : public Executor {
@@ -330,9 +344,20 @@ class TensorRTExecutor final : public Executor {
   }
 
   void enqueue(cudaStream_t stream) override {
+    for (const auto& allocator : allocators_) {
+      if (allocator) {
+        allocator->forget_refusal();
+      }
+    }
     LoggedErrors errors;
     if (!context_->enqueueV3(stream) || !errors.messages().empty()) {
-      throw_logged("TensorRT enqueueV3 failed", errors);
+      std::string what = "TensorRT enqueueV3 failed";
+      for (const auto& allocator : allocators_) {
+        if (allocator && !allocator->refusal().empty()) {
+          what += " (" + allocator->refusal() + ")";
+        }
+      }
+      throw_logged(what, errors);
     }
   }
 
