@@ -143,12 +143,13 @@ Dims profile_values(const nvinfer1::ICudaEngine& engine, const char* name, int p
   std::string message = std::string("TensorRT reports no profile values for shape tensor '") +
                         name + "' in profile " + std::to_string(profile);
 #if NV_TENSORRT_MAJOR >= 11
-  // A version-compatible plan of an older build keeps the int32 values of setShapeValues, which
-  // TensorRT 11 no longer reads (getProfileTensorValues is gone from its headers).
+  // getProfileTensorValuesV2 "will return nullptr" for values set with setShapeValues (int32),
+  // and TensorRT 11 has no getProfileTensorValues to read those (NvInferRuntime.h, v10.16/v11.1).
   message +=
-      ". TensorRT 11 reads only the int64 values of setShapeValuesV2 (TensorRT 10.11 and later); "
-      "if this engine was built before 10.11, it holds int32 values instead: rebuild it with "
-      "TensorRT 10.11 or later";
+      ". TensorRT 11 reads only int64 values, set with setShapeValuesV2 (TensorRT 10.11 and "
+      "later); an engine whose builder set them with the int32 setShapeValues (a version-"
+      "compatible TensorRT 10 engine) has none to read: rebuild it with setShapeValuesV2, as "
+      "trtfast's builder does from 10.11";
 #endif
   throw EngineCompatibilityError(message);
 }
@@ -219,20 +220,22 @@ Signature read_signature(const nvinfer1::ICudaEngine& engine, int library_versio
 // Hands TensorRT's requests for data-dependent outputs to the session's allocator.
 class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
  public:
-  OutputAllocatorAdapter(OutputAllocator* target, int output) : target_(target), output_(output) {}
+  OutputAllocatorAdapter(OutputAllocator* target, int output, const char* name)
+      : target_(target), output_(output), name_(name) {}
 
-  void* reallocateOutputAsync(char const* tensorName, void* /*currentMemory*/, std::uint64_t size,
-                              std::uint64_t alignment, cudaStream_t stream) noexcept override {
+  void* reallocateOutputAsync(char const* /*tensorName*/, void* /*currentMemory*/,
+                              std::uint64_t size, std::uint64_t alignment,
+                              cudaStream_t stream) noexcept override {
+    refusal_.clear();
     void* memory = target_->reallocate(output_, static_cast<std::size_t>(size), stream);
     // TensorRT fails the enqueue without saying why: the reason is kept for its error.
     try {
       if (memory == nullptr) {
-        refusal_ = std::string("no memory for output '") + tensorName + "' (" +
+        refusal_ = std::string("the session gave no memory for output '") + name_ + "' (" +
                    std::to_string(size) + " bytes)";
       } else if (alignment > 1 && reinterpret_cast<std::uintptr_t>(memory) % alignment != 0) {
-        refusal_ = std::string("output '") + tensorName + "' needs " + std::to_string(alignment) +
-                   "-byte aligned memory, which trtfast's allocator "
-                   "does not give";
+        refusal_ = std::string("output '") + name_ + "' needs " + std::to_string(alignment) +
+                   "-byte aligned memory, which the session's allocator does not give";
         return nullptr;
       }
     } catch (...) {
@@ -241,7 +244,7 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
     return memory;
   }
 
-  // Why the last reallocation was refused; empty when none was.
+  // Why the last reallocation was refused; empty when it was not.
   const std::string& refusal() const noexcept { return refusal_; }
   void forget_refusal() noexcept { refusal_.clear(); }
 
@@ -256,6 +259,7 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
  private:
   OutputAllocator* target_;
   int output_;
+  const char* name_;  // the executor's copy of the name, which outlives this adapter
   std::string refusal_;
 };
 
@@ -332,7 +336,7 @@ class TensorRTExecutor final : public Executor {
   void set_output_allocator(int output, OutputAllocator* allocator) override {
     const auto j = static_cast<std::size_t>(output);
     // TensorRT keeps using the adapter it holds until it accepts another: free that one only then.
-    auto adapter = std::make_unique<OutputAllocatorAdapter>(allocator, output);
+    auto adapter = std::make_unique<OutputAllocatorAdapter>(allocator, output, output_names_[j]);
     LoggedErrors errors;
     if (!context_->setOutputAllocator(output_names_[j], adapter.get()) ||
         !errors.messages().empty()) {

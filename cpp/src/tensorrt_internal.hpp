@@ -28,7 +28,8 @@ nvinfer1::ILogger& tensorrt_logger() noexcept;
 // library, not the reverse, and the adapter calls nothing newer than the library (it gates those
 // methods by library version), so an older library is told its own version, not the headers'.
 inline std::int32_t factory_version(const TensorRTLibrary& library) noexcept {
-  return library.version() < NV_TENSORRT_VERSION ? library.version() : NV_TENSORRT_VERSION;
+  const auto headers = static_cast<std::int32_t>(NV_TENSORRT_VERSION);  // NvInferRuntimeBase.h
+  return library.version() < headers ? library.version() : headers;
 }
 
 class TensorRTRuntime final : public Runtime {
