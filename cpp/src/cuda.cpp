@@ -144,8 +144,8 @@ DeviceScope::DeviceScope(int device) {
 }
 
 DeviceScope::~DeviceScope() {
-  if (changed_) {
-    cudaSetDevice(previous_);
+  if (changed_ && cudaSetDevice(previous_) != cudaSuccess) {
+    cudaGetLastError();  // a destructor cannot report it; no later check should see it either
   }
 }
 
@@ -165,8 +165,8 @@ CurrentDevice::CurrentDevice(int device) noexcept {
 }
 
 CurrentDevice::~CurrentDevice() {
-  if (previous_ >= 0) {
-    cudaSetDevice(previous_);
+  if (previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) {
+    cudaGetLastError();
   }
 }
 
