@@ -85,7 +85,7 @@ class DeviceStandIn:
         x = np.asarray({**(inputs or {}), **named}["x"])
         with self._device:
             sleep_precisely(self.kernel)
-            return {"y": x * np.float32(2) + np.float32(1)}
+            return answer(x)
 
     def close(self) -> None:
         pass
@@ -119,6 +119,11 @@ class Result:
     answered: int
     expected: int
     wrong: int  # answers that were not the request's own (lost, repeated or mixed up)
+
+
+def answer(x: np.ndarray) -> dict[str, np.ndarray]:
+    """The test engine's outputs for `x`: y = 2 x + 1."""
+    return {"y": x * np.float32(2) + np.float32(1)}
 
 
 def request(number: int) -> np.ndarray:
@@ -195,7 +200,6 @@ def measure_mode(
     clients: int,
     total: int,
 ) -> Result:
-    per_client = max(total // clients, 8)
     calls: dict[str, tuple[Callable[..., Tally], Callable[[np.ndarray], Any]]] = {
         "direct": (run_threads, lambda x: engine(x=x)),
         "run_async": (run_tasks, lambda x: engine.run_async(x=x)),  # type: ignore[union-attr]
@@ -203,9 +207,7 @@ def measure_mode(
         "batcher-asyncio": (run_tasks, lambda x: batcher.run_async(x=x)),
     }
     runner, call = calls[mode]
-    runner(call, clients, 2)  # warm-up: sessions, graphs, threads
-    tally = runner(call, clients, per_client)
-    count = clients * per_client
+    tally, count = timed_run(runner, call, clients, total)
     return Result(
         kernel_us=kernel_us,
         mode=mode,
@@ -223,7 +225,7 @@ async def answered_at_once(x: np.ndarray) -> dict[str, Any]:
     """An awaitable answer that costs nothing but the wait: one suspension of the awaiting task,
     the least that any awaited answer costs."""
     done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    done.get_loop().call_soon(done.set_result, {"y": x * np.float32(2) + np.float32(1)})
+    done.get_loop().call_soon(done.set_result, answer(x))
     return await done
 
 
@@ -233,21 +235,24 @@ def clients_alone(requests: int) -> dict[str, float]:
     thread (no hand-off at all, so a bound that real thread answers cannot reach). All clients
     share one GIL, so by Little's law N clients wait at least N / (this rate) per request for
     the other clients' turns, whatever answers them."""
-    return {
-        "asyncio": measure_clients(run_tasks, answered_at_once, requests),
-        "threads": measure_clients(
-            run_threads, lambda x: {"y": x * np.float32(2) + np.float32(1)}, requests
-        ),
-    }
+    rates = {}
+    for kind, runner, call in (
+        ("asyncio", run_tasks, answered_at_once),
+        ("threads", run_threads, answer),
+    ):
+        tally, count = timed_run(runner, call, 64, requests)
+        rates[kind] = count / tally.span_s()
+    return rates
 
 
-def measure_clients(
-    runner: Callable[..., Tally], call: Callable[[np.ndarray], Any], requests: int
-) -> float:
-    clients = 64
-    per_client = max(requests // clients, 8)
+def timed_run(
+    runner: Callable[..., Tally], call: Callable[[np.ndarray], Any], clients: int, total: int
+) -> tuple[Tally, int]:
+    """A warm-up (sessions, graphs, threads), then about `total` requests, at least 8 from each
+    client: their tally and their number."""
+    per_client = max(total // clients, 8)
     runner(call, clients, 2)
-    return clients * per_client / runner(call, clients, per_client).span_s()
+    return runner(call, clients, per_client), clients * per_client
 
 
 def paired_rounds(

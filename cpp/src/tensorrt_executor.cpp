@@ -244,9 +244,9 @@ class OutputAllocatorAdapter final : public nvinfer1::IOutputAllocator {
     return memory;
   }
 
-  // Why the last reallocation was refused; empty when it was not.
-  const std::string& refusal() const noexcept { return refusal_; }
-  void forget_refusal() noexcept { refusal_.clear(); }
+  // Why the last reallocation was refused (empty when it was not), once: a refusal fails the
+  // enqueue that asked, which takes it.
+  std::string take_refusal() noexcept { return std::exchange(refusal_, std::string()); }
 
   void notifyShape(char const* tensorName, nvinfer1::Dims const& dims) noexcept override {
     try {
@@ -348,17 +348,15 @@ class TensorRTExecutor final : public Executor {
   }
 
   void enqueue(cudaStream_t stream) override {
-    for (const auto& allocator : allocators_) {
-      if (allocator) {
-        allocator->forget_refusal();
-      }
-    }
     LoggedErrors errors;
     if (!context_->enqueueV3(stream) || !errors.messages().empty()) {
       std::string what = "TensorRT enqueueV3 failed";
       for (const auto& allocator : allocators_) {
-        if (allocator && !allocator->refusal().empty()) {
-          what += " (" + allocator->refusal() + ")";
+        if (allocator) {
+          const std::string refusal = allocator->take_refusal();
+          if (!refusal.empty()) {
+            what += " (" + refusal + ")";
+          }
         }
       }
       throw_logged(what, errors);

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <NvInferRuntime.h>
-#include <NvInferVersion.h>
 
 #include <cstddef>
 #include <cstdint>
