@@ -98,6 +98,7 @@ BEFORE = {
     "pipeline_min_bytes": 1 << 62,
     "zero_copy": False,
     "pooled_outputs": False,
+    "streaming_min_bytes": 1 << 62,
 }
 
 

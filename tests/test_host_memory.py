@@ -179,16 +179,28 @@ def test_host_copy_settings_refuse_what_cannot_work() -> None:
     assert _core.host_copy_tuning() == saved
 
 
+@pytest.mark.parametrize("streaming_min_bytes", [0, 1 << 62], ids=["streaming", "memcpy"])
 @pytest.mark.parametrize("threads", [1, 3, 8])
-@pytest.mark.parametrize("nbytes", [0, 1, 63, 4096, (1 << 20) + 13, 9_000_001])
-def test_host_copies_keep_every_byte_whatever_the_threads(threads: int, nbytes: int) -> None:
+@pytest.mark.parametrize("nbytes", [0, 1, 63, 64, 65, 4096, 32771, (1 << 20) + 13, 9_000_001])
+def test_host_copies_keep_every_byte_whatever_the_threads_and_stores(
+    threads: int, nbytes: int, streaming_min_bytes: int
+) -> None:
     saved = _core.host_copy_tuning()
     try:
-        _core.set_host_copy_tuning(threads=threads, parallel_min_bytes=64)
-        source = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
-        destination = np.zeros_like(source)
-        _core.host_copy(destination, source)
-        np.testing.assert_array_equal(destination, source)
+        _core.set_host_copy_tuning(
+            threads=threads, parallel_min_bytes=64, streaming_min_bytes=streaming_min_bytes
+        )
+        rng = np.random.default_rng(nbytes)
+        # Streaming stores write whole aligned cache lines: every offset of the destination
+        # within a line, and a source at another offset, with guard bytes either side.
+        for residue in (0, 1, 17, 63):
+            source = rng.integers(0, 256, nbytes + 7, dtype=np.uint8)[7:]
+            padded = np.full(nbytes + 128, 0xA5, dtype=np.uint8)
+            offset = 64 + (residue - padded.ctypes.data) % 64
+            destination = padded[offset : offset + nbytes]
+            _core.host_copy(destination, source)
+            np.testing.assert_array_equal(destination, source)
+            assert (padded[:offset] == 0xA5).all() and (padded[offset + nbytes :] == 0xA5).all()
     finally:
         _core.set_host_copy_tuning(**saved)
 

@@ -146,10 +146,11 @@ void bind_host_memory(py::module_& module) {
         const void* from = source.data();
         const auto bytes = static_cast<std::size_t>(source.nbytes());
         const py::gil_scoped_release release;
-        cuda::host_copy(to, from, bytes);
+        cuda::host_copy(to, from, bytes, cuda::NextReader::Device);
       },
       py::arg("destination"), py::arg("source"),
-      "Copies bytes as sessions stage pageable arrays: by several threads when large.");
+      "Copies bytes as sessions stage pageable arrays for the GPU: by several threads when "
+      "large, with streaming stores from streaming_min_bytes.");
   module.def(
       "host_copy_tuning",
       []() -> py::typing::Dict<py::str, py::object> {
@@ -163,6 +164,7 @@ void bind_host_memory(py::module_& module) {
         result["pooled_outputs"] = t.pooled_outputs;
         result["pooled_output_min_bytes"] = t.pooled_output_min_bytes;
         result["pinned_check_min_bytes"] = t.pinned_check_min_bytes;
+        result["streaming_min_bytes"] = t.streaming_min_bytes;
         return result;
       },
       "How host arrays are copied (see set_host_copy_tuning).");
@@ -188,6 +190,8 @@ void bind_host_memory(py::module_& module) {
             t.pooled_output_min_bytes = value.cast<std::size_t>();
           } else if (name == "pinned_check_min_bytes") {
             t.pinned_check_min_bytes = value.cast<std::size_t>();
+          } else if (name == "streaming_min_bytes") {
+            t.streaming_min_bytes = value.cast<std::size_t>();
           } else {
             throw py::type_error("set_host_copy_tuning() got an unexpected setting '" + name + "'");
           }

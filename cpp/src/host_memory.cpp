@@ -3,11 +3,15 @@
 #include <cuda_runtime_api.h>
 #include <sched.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -285,6 +289,42 @@ void PinnedPool::trim() {
 
 namespace {
 
+// Whole cache lines with stores that bypass the cache (SSE2: every x86-64 CPU), then a fence, so
+// that they reach memory before the caller hands the buffer to the GPU. Elsewhere, memcpy.
+void copy_streaming(char* destination, const char* source, std::size_t bytes) noexcept {
+#if defined(__x86_64__)
+  constexpr std::size_t kLine = 64;
+  const auto misalignment =
+      static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(destination) % kLine);
+  std::size_t done = std::min(bytes, (kLine - misalignment) % kLine);
+  std::memcpy(destination, source, done);
+  for (; done + kLine <= bytes; done += kLine) {
+    const auto* from = reinterpret_cast<const __m128i*>(source + done);
+    auto* to = reinterpret_cast<__m128i*>(destination + done);
+    const __m128i first = _mm_loadu_si128(from);
+    const __m128i second = _mm_loadu_si128(from + 1);
+    const __m128i third = _mm_loadu_si128(from + 2);
+    const __m128i fourth = _mm_loadu_si128(from + 3);
+    _mm_stream_si128(to, first);
+    _mm_stream_si128(to + 1, second);
+    _mm_stream_si128(to + 2, third);
+    _mm_stream_si128(to + 3, fourth);
+  }
+  std::memcpy(destination + done, source + done, bytes - done);
+  _mm_sfence();
+#else
+  std::memcpy(destination, source, bytes);
+#endif
+}
+
+void copy_bytes(char* destination, const char* source, std::size_t bytes, bool streaming) noexcept {
+  if (streaming) {
+    copy_streaming(destination, source, bytes);
+  } else {
+    std::memcpy(destination, source, bytes);
+  }
+}
+
 // Threads that each copy one slice of a large copy while the caller copies the first. One copy
 // at a time: a caller that finds them busy copies alone (concurrent sessions already use the
 // machine's cores). The chunks of one call follow each other within microseconds, so a worker
@@ -307,7 +347,8 @@ class CopyWorkers {
   unsigned asked() const noexcept { return asked_; }
 
   // False when another copy holds the workers.
-  bool copy(char* destination, const char* source, std::size_t bytes, unsigned parts) {
+  bool copy(char* destination, const char* source, std::size_t bytes, unsigned parts,
+            bool streaming) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock()) {
       return false;
@@ -322,13 +363,14 @@ class CopyWorkers {
     source_.store(source, std::memory_order_relaxed);
     bytes_.store(bytes, std::memory_order_relaxed);
     parts_.store(parts, std::memory_order_relaxed);
+    streaming_.store(streaming, std::memory_order_relaxed);
     remaining_.store(parts - 1, std::memory_order_relaxed);
     {
       const std::lock_guard<std::mutex> lock(mutex_);  // no sleeper misses the new generation
       generation_.store(generation + 2, std::memory_order_release);
     }
     wake_.notify_all();
-    copy_part(0, destination, source, bytes, parts);
+    copy_part(0, destination, source, bytes, parts, streaming);
     while (remaining_.load(std::memory_order_acquire) != 0) {
       std::this_thread::yield();
     }
@@ -339,13 +381,13 @@ class CopyWorkers {
   static constexpr std::chrono::microseconds kSpin{300};
 
   static void copy_part(unsigned part, char* destination, const char* source, std::size_t bytes,
-                        unsigned parts) {
+                        unsigned parts, bool streaming) {
     constexpr std::size_t kLine = 64;  // slices start on cache lines
     const std::size_t slice = (bytes / parts + kLine - 1) / kLine * kLine;
     const std::size_t begin = std::min(bytes, slice * part);
     const std::size_t end = part + 1 == parts ? bytes : std::min(bytes, begin + slice);
     if (end > begin) {
-      std::memcpy(destination + begin, source + begin, end - begin);
+      copy_bytes(destination + begin, source + begin, end - begin, streaming);
     }
   }
 
@@ -374,13 +416,14 @@ class CopyWorkers {
       char* destination = destination_.load(std::memory_order_relaxed);
       const char* source = source_.load(std::memory_order_relaxed);
       const std::size_t bytes = bytes_.load(std::memory_order_relaxed);
+      const bool streaming = streaming_.load(std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (generation_.load(std::memory_order_relaxed) != generation) {
         continue;
       }
       seen = generation;
       if (part < parts) {
-        copy_part(part, destination, source, bytes, parts);
+        copy_part(part, destination, source, bytes, parts, streaming);
         remaining_.fetch_sub(1, std::memory_order_acq_rel);
       }
     }
@@ -395,6 +438,7 @@ class CopyWorkers {
   std::atomic<const char*> source_{nullptr};
   std::atomic<std::size_t> bytes_{0};
   std::atomic<unsigned> parts_{0};
+  std::atomic<bool> streaming_{false};
   std::atomic<unsigned> remaining_{0};
   unsigned asked_;
   unsigned workers_ = 0;
@@ -439,18 +483,20 @@ void set_host_copy_tuning(const HostCopyTuning& value) {
   tuning = value;
 }
 
-void host_copy(void* destination, const void* source, std::size_t bytes) {
+void host_copy(void* destination, const void* source, std::size_t bytes, NextReader next) {
   if (bytes == 0) {
     return;
   }
+  auto* to = static_cast<char*>(destination);
+  const auto* from = static_cast<const char*>(source);
+  const bool streaming = next == NextReader::Device && bytes >= tuning.streaming_min_bytes;
   if (bytes >= tuning.parallel_min_bytes && tuning.threads > 1) {
     if (CopyWorkers* pool = copy_workers();
-        pool != nullptr && pool->copy(static_cast<char*>(destination),
-                                      static_cast<const char*>(source), bytes, tuning.threads)) {
+        pool != nullptr && pool->copy(to, from, bytes, tuning.threads, streaming)) {
       return;
     }
   }
-  std::memcpy(destination, source, bytes);
+  copy_bytes(to, from, bytes, streaming);
 }
 
 }  // namespace trtfast::cuda

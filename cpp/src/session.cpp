@@ -641,7 +641,7 @@ void Session::stage_host_input(std::size_t input, const TensorArg& arg, std::siz
   const auto* source = static_cast<const char*>(arg.data);
   for (std::size_t offset = 0; offset < bytes; offset += chunk) {
     const std::size_t size = std::min(chunk, bytes - offset);
-    cuda::host_copy(host + offset, source + offset, size);
+    cuda::host_copy(host + offset, source + offset, size, cuda::NextReader::Device);
     cuda::copy_async(device + offset, host + offset, size, cuda::StreamView(stream));
   }
   stats_.staged_bytes += bytes;
@@ -684,7 +684,7 @@ void Session::copy_out_chunks(const OutputArg* outputs) {
     wait_for_event(chunk_events_[k]);
     const auto* host = static_cast<const char*>(output_staging_[chunk.output]->host.data());
     cuda::host_copy(static_cast<char*>(outputs[chunk.output].tensor.data) + chunk.offset,
-                    host + chunk.offset, chunk.bytes);
+                    host + chunk.offset, chunk.bytes, cuda::NextReader::Host);
     stats_.staged_bytes += chunk.bytes;
   }
 }
@@ -923,7 +923,8 @@ void Session::execute(const TensorArg* inputs, const OutputArg* outputs, DeviceO
     if (out.target == OutputTarget::Host && out.tensor.data != nullptr) {
       if (!output_direct_[j] && !output_chunked_[j]) {
         const std::size_t bytes = byte_size(output_shapes_[j], sig.outputs()[j].dtype);
-        cuda::host_copy(out.tensor.data, output_staging_[j]->host.data(), bytes);
+        cuda::host_copy(out.tensor.data, output_staging_[j]->host.data(), bytes,
+                        cuda::NextReader::Host);
         stats_.staged_bytes += bytes;
       }
     } else if (out.target == OutputTarget::Pooled) {

@@ -78,12 +78,21 @@ struct HostCopyTuning {
   // Smaller caller arrays are staged without asking whether they are page-locked: the question
   // costs about as much as their copy.
   std::size_t pinned_check_min_bytes = 32 << 10;
+  // Copies the GPU reads next are written with streaming stores from this size (see host_copy).
+  std::size_t streaming_min_bytes = 32 << 10;
 };
 const HostCopyTuning& host_copy_tuning() noexcept;
 // For benchmarks that compare settings in one process; not thread-safe with calls in flight.
 void set_host_copy_tuning(const HostCopyTuning& tuning);
 
-void host_copy(void* destination, const void* source, std::size_t bytes);
+// Who reads a copy's destination next.
+enum class NextReader { Host, Device };
+
+// Copies for the GPU to read next (staging for a DMA) use streaming stores on x86-64: a DMA that
+// reads lines still modified in a core's cache waits on a snoop for each. On an H200 host,
+// copying then sending 64 KB took 15 us with memcpy and 14 us with streaming stores (whose own
+// write is slower), the send alone 9 us; 1 MB took 98, 85 and 27 us. At 8 KB memcpy won.
+void host_copy(void* destination, const void* source, std::size_t bytes, NextReader next);
 
 }  // namespace trtfast::cuda
 

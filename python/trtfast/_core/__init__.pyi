@@ -236,7 +236,7 @@ def find_tensorrt_library(package_folders: collections.abc.Sequence[tuple[str, s
     """
 def host_copy(destination: numpy.ndarray, source: numpy.ndarray) -> None:
     """
-    Copies bytes as sessions stage pageable arrays: by several threads when large.
+    Copies bytes as sessions stage pageable arrays for the GPU: by several threads when large, with streaming stores from streaming_min_bytes.
     """
 def host_copy_tuning() -> dict[str, typing.Any]:
     """
