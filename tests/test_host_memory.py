@@ -191,11 +191,11 @@ def test_host_copies_keep_every_byte_whatever_the_threads_and_stores(
             threads=threads, parallel_min_bytes=64, streaming_min_bytes=streaming_min_bytes
         )
         rng = np.random.default_rng(nbytes)
-        # Streaming stores write whole aligned cache lines: every offset of the destination
-        # within a line, and a source at another offset, with guard bytes either side.
+        # Streaming stores write whole aligned cache lines: destinations at four offsets within
+        # a line, a source at another, and a line of guard bytes either side.
         for residue in (0, 1, 17, 63):
             source = rng.integers(0, 256, nbytes + 7, dtype=np.uint8)[7:]
-            padded = np.full(nbytes + 128, 0xA5, dtype=np.uint8)
+            padded = np.full(nbytes + 192, 0xA5, dtype=np.uint8)
             offset = 64 + (residue - padded.ctypes.data) % 64
             destination = padded[offset : offset + nbytes]
             _core.host_copy(destination, source)

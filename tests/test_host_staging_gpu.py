@@ -154,15 +154,21 @@ def test_large_results_come_back_in_pooled_pinned_arrays_that_later_calls_leave_
 def test_chunked_parallel_staging_keeps_every_byte(
     engine: trtfast.Engine, tuning: Any, threads: int, n: int
 ) -> None:
-    # Chunks and slices that fall mid-row and leave a short last chunk.
+    # Chunks and slices that fall mid-row and leave a short last chunk, all written with
+    # streaming stores, from a source 4 bytes past a cache line.
     tuning(
         threads=threads,
         parallel_min_bytes=4096,
         chunk_bytes=40_000,
         pipeline_min_bytes=8192,
         pooled_outputs=False,
+        streaming_min_bytes=0,
     )
-    x = rows(n, seed=n)
+    backing = np.empty(n * FEATURES + 16, np.float32)
+    start = (1 - backing.ctypes.data // 4) % 16
+    x = backing[start : start + n * FEATURES].reshape(n, FEATURES)
+    assert x.ctypes.data % 64 == 4
+    x[...] = rows(n, seed=n)
     out = np.full_like(x, np.nan)
     with engine.session() as session:
         np.testing.assert_array_equal(session(x=x)["y"], affine(x))

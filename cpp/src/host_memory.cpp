@@ -290,7 +290,8 @@ void PinnedPool::trim() {
 namespace {
 
 // Whole cache lines with stores that bypass the cache (SSE2: every x86-64 CPU), then a fence, so
-// that they reach memory before the caller hands the buffer to the GPU. Elsewhere, memcpy.
+// that they reach memory before the caller hands the buffer to the GPU. The fence must run on the
+// thread that stored: a worker's fence comes before it reports its slice done. Elsewhere, memcpy.
 void copy_streaming(char* destination, const char* source, std::size_t bytes) noexcept {
 #if defined(__x86_64__)
   constexpr std::size_t kLine = 64;
@@ -299,8 +300,8 @@ void copy_streaming(char* destination, const char* source, std::size_t bytes) no
   std::size_t done = std::min(bytes, (kLine - misalignment) % kLine);
   std::memcpy(destination, source, done);
   for (; done + kLine <= bytes; done += kLine) {
-    const auto* from = reinterpret_cast<const __m128i*>(source + done);
-    auto* to = reinterpret_cast<__m128i*>(destination + done);
+    const auto* from = static_cast<const __m128i*>(static_cast<const void*>(source + done));
+    auto* to = static_cast<__m128i*>(static_cast<void*>(destination + done));
     const __m128i first = _mm_loadu_si128(from);
     const __m128i second = _mm_loadu_si128(from + 1);
     const __m128i third = _mm_loadu_si128(from + 2);

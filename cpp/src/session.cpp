@@ -639,9 +639,13 @@ void Session::stage_host_input(std::size_t input, const TensorArg& arg, std::siz
   auto* host = static_cast<char*>(staging.host.data());
   auto* device = static_cast<char*>(staging.device.data());
   const auto* source = static_cast<const char*>(arg.data);
+  // Pageable staging (pinning failed) is read by the driver's own copy on the CPU, which
+  // streaming stores would send to memory first.
+  const cuda::NextReader next =
+      staging.host.pinned() ? cuda::NextReader::Device : cuda::NextReader::Host;
   for (std::size_t offset = 0; offset < bytes; offset += chunk) {
     const std::size_t size = std::min(chunk, bytes - offset);
-    cuda::host_copy(host + offset, source + offset, size, cuda::NextReader::Device);
+    cuda::host_copy(host + offset, source + offset, size, next);
     cuda::copy_async(device + offset, host + offset, size, cuda::StreamView(stream));
   }
   stats_.staged_bytes += bytes;
