@@ -350,10 +350,10 @@ def goals(
     max_delay_us: float,
     ratio: float,
     async_extra: dict[float, float],
-    alone: dict[str, float] | None = None,
+    alone: dict[str, float],
 ) -> list[tuple[str, bool]]:
     """`ratio`: batcher_ratio at 64 clients on the 50 us engine; `async_extra`: async_extra_us
-    at 1 client by engine (empty without run_async)."""
+    at 1 client by engine (empty without run_async); `alone`: clients_alone."""
     checks = [
         (
             f"64 clients, 50 us engine: the batcher's throughput over direct calls', median of "
@@ -378,13 +378,12 @@ def goals(
                 f"{kernel:g} us engine, {mode}: worst p99 {worst:.0f} us (goal <= "
                 f"{max_delay_us:g} + 3 x {full_batch[kernel]:.0f} = {bound:.0f})"
             )
-            if alone is not None:
-                floor = {c: c / alone[mode.split("-")[1]] * 1e6 for c in CLIENTS}
-                beyond = [c for c in CLIENTS if floor[c] > bound]
-                if beyond:
-                    text += "; the clients alone keep a request waiting at least " + ", ".join(
-                        f"{floor[c]:.0f} us at {c} clients" for c in beyond
-                    )
+            floor = {c: c / alone[mode.split("-")[1]] * 1e6 for c in CLIENTS}
+            beyond = [c for c in CLIENTS if floor[c] > bound]
+            if beyond:
+                text += "; the clients alone keep a request waiting at least " + ", ".join(
+                    f"{floor[c]:.0f} us at {c} clients" for c in beyond
+                )
             checks.append((text, worst <= bound))
     for r in results:
         if r.clients == 256:
@@ -435,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     today = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"
-    modes = MODES
+    modes: tuple[str, ...] = MODES
     if args.standin:
         modes = tuple(m for m in MODES if m != "run_async")
         print(f"# Serving, CPU stand-in, {platform.processor() or platform.machine()}, {today}\n")
@@ -453,7 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     full_batch: dict[float, float] = {}
     ratio = 0.0
     async_extra: dict[float, float] = {}
-    paired_requests = args.requests  # as long as the table's runs: start and end weigh alike
     for kernel in KERNELS_US:
         engine: Engine | DeviceStandIn
         if args.standin:
@@ -478,14 +476,14 @@ def main(argv: list[str] | None = None) -> int:
                         engine,
                         batcher,
                         64,
-                        paired_requests,
+                        args.requests,  # as long as the table's runs: start and end weigh alike
                         ("direct", "batcher-threads", "batcher-asyncio"),
                     )
                 )
             if "run_async" in modes:
                 async_extra[kernel] = async_extra_us(
                     paired_rounds(
-                        kernel, engine, batcher, 1, paired_requests, ("direct", "run_async")
+                        kernel, engine, batcher, 1, args.requests, ("direct", "run_async")
                     )
                 )
         engine.close()

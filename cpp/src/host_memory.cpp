@@ -289,17 +289,18 @@ void PinnedPool::trim() {
 
 namespace {
 
+constexpr std::size_t kCacheLine = 64;
+
 // Whole cache lines with stores that bypass the cache (SSE2: every x86-64 CPU), then a fence, so
 // that they reach memory before the caller hands the buffer to the GPU. The fence must run on the
 // thread that stored: a worker's fence comes before it reports its slice done. Elsewhere, memcpy.
 void copy_streaming(char* destination, const char* source, std::size_t bytes) noexcept {
 #if defined(__x86_64__)
-  constexpr std::size_t kLine = 64;
   const auto misalignment =
-      static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(destination) % kLine);
-  std::size_t done = std::min(bytes, (kLine - misalignment) % kLine);
+      static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(destination) % kCacheLine);
+  std::size_t done = std::min(bytes, (kCacheLine - misalignment) % kCacheLine);
   std::memcpy(destination, source, done);
-  for (; done + kLine <= bytes; done += kLine) {
+  for (; done + kCacheLine <= bytes; done += kCacheLine) {
     const auto* from = static_cast<const __m128i*>(static_cast<const void*>(source + done));
     auto* to = static_cast<__m128i*>(static_cast<void*>(destination + done));
     const __m128i first = _mm_loadu_si128(from);
@@ -383,8 +384,8 @@ class CopyWorkers {
 
   static void copy_part(unsigned part, char* destination, const char* source, std::size_t bytes,
                         unsigned parts, bool streaming) {
-    constexpr std::size_t kLine = 64;  // slices start on cache lines
-    const std::size_t slice = (bytes / parts + kLine - 1) / kLine * kLine;
+    // Slices start on cache lines.
+    const std::size_t slice = (bytes / parts + kCacheLine - 1) / kCacheLine * kCacheLine;
     const std::size_t begin = std::min(bytes, slice * part);
     const std::size_t end = part + 1 == parts ? bytes : std::min(bytes, begin + slice);
     if (end > begin) {
